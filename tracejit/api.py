@@ -1,0 +1,217 @@
+"""The transformations users call: jit (and, in autodiff/, grad, value_and_grad, vjp).
+
+jit traces once per signature (pytree structure, shapes, dtypes, weak scalars, static values),
+optimizes the graph, compiles it to C and keeps the executable in memory (and on disk, through
+compile/cache). Inside another trace a jitted function is simply inlined.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import pytree
+from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
+
+log = logging.getLogger("tracejit")
+MANY_SIGNATURES = 8  # warn when a function has been compiled for this many signatures
+
+
+# ---- signatures ---------------------------------------------------------------------------
+def _split_static(args, kwargs, static_argnums, static_argnames):
+    """(dynamic args with statics removed, dynamic kwargs, hashable static part)."""
+    nums = {n % len(args) if n < 0 else n for n in static_argnums if -len(args) <= n < len(args)}
+    static = tuple((n, args[n]) for n in sorted(nums)) + tuple(
+        (k, kwargs[k]) for k in sorted(kwargs) if k in static_argnames
+    )
+    for _, value in static:
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(f"static argument {value!r} must be hashable (it is part of the compile key)") from None
+    dyn_args = tuple(a for n, a in enumerate(args) if n not in nums)
+    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in static_argnames}
+    return dyn_args, dyn_kwargs, static
+
+
+def _rebuild(dyn_args, dyn_kwargs, static, nargs):
+    """Put static arguments back where the user had them."""
+    positional = dict((k, v) for k, v in static if isinstance(k, int))
+    it = iter(dyn_args)
+    args = tuple(positional[n] if n in positional else next(it) for n in range(nargs))
+    kwargs = dict(dyn_kwargs, **{k: v for k, v in static if isinstance(k, str)})
+    return args, kwargs
+
+
+def _leaf_spec(leaf):
+    """Fast signature entry of one leaf: (shape, dtype.char) for arrays, the type for scalars."""
+    if isinstance(leaf, np.ndarray):
+        return leaf.shape, leaf.dtype.char
+    if isinstance(leaf, (bool, int, float)):
+        return type(leaf)
+    spec = ArgSpec.of(leaf)
+    return spec.shape, spec.dtype.char
+
+
+@dataclass
+class _Compiled:
+    traced: TracedFunction
+    executable: object  # runtime.executable.Executable
+    specs: tuple  # ArgSpec per dynamic leaf
+
+    def __call__(self, leaves):
+        outs = self.executable(*leaves)
+        return pytree.unflatten(self.traced.out_treedef, outs)
+
+
+class Lowered:
+    """What `jitted.lower(*args)` returns: the optimized IR, the generated C, and compile()."""
+
+    def __init__(self, jitted: "Jitted", traced: TracedFunction):
+        self._jitted = jitted
+        self.traced = traced
+        self._executable = None
+
+    @property
+    def traced_ir(self) -> str:
+        return str(self.traced.graph)
+
+    def compile(self):
+        if self._executable is None:
+            from .runtime.executable import build_executable
+
+            self._executable = build_executable(self.traced.graph, name=self._jitted.__name__)
+        return self._executable
+
+    @property
+    def ir(self) -> str:
+        return self.compile().ir_text
+
+    @property
+    def c_source(self) -> str:
+        return self.compile().c_source
+
+    def __repr__(self) -> str:
+        return f"<Lowered {self._jitted.__name__}>\n{self.ir}"
+
+
+class Jitted:
+    """A function compiled per signature. Calls inside another trace are inlined."""
+
+    def __init__(self, fun, static_argnums=(), static_argnames=()):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        self._cache: dict = {}
+
+    def __get__(self, obj, objtype=None):  # usable on methods
+        return self if obj is None else functools.partial(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        if is_tracing():
+            return self.fun(*args, **kwargs)
+        dyn_args, dyn_kwargs, static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)
+        leaves, treedef = pytree.flatten((dyn_args, dyn_kwargs))
+        key = (treedef, tuple(map(_leaf_spec, leaves)), static)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._compile(args, kwargs, key)
+        return compiled(leaves)
+
+    def _trace(self, args, kwargs) -> TracedFunction:
+        dyn_args, dyn_kwargs, static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)
+        nargs = len(args)
+
+        def flat_fun(dargs, dkwargs):
+            full_args, full_kwargs = _rebuild(dargs, dkwargs, static, nargs)
+            return self.fun(*full_args, **full_kwargs)
+
+        names = _arg_names(self.fun, args, kwargs, static)
+        return trace(lambda a, k: flat_fun(a, k), (dyn_args, dyn_kwargs), name=self.__name__, arg_names=names)
+
+    def _compile(self, args, kwargs, key):
+        self._explain_retrace(key)
+        lowered = self.lower(*args, **kwargs)
+        executable = lowered.compile()
+        specs = tuple(ArgSpec.of(leaf) for leaf in pytree.flatten(_split_static(
+            args, kwargs, self.static_argnums, self.static_argnames)[:2])[0])
+        compiled = _Compiled(lowered.traced, executable, specs)
+        self._cache[key] = compiled
+        return compiled
+
+    def _explain_retrace(self, key) -> None:
+        if not self._cache:
+            return
+        previous = next(reversed(self._cache))
+        log.info("tracejit: recompiling %s: %s", self.__name__, _describe_change(previous, key))
+        if len(self._cache) + 1 == MANY_SIGNATURES:
+            warnings.warn(
+                f"tracejit: {self.__name__} has been compiled for {MANY_SIGNATURES} different signatures "
+                f"(last change: {_describe_change(previous, key)}). Shapes, dtypes and static arguments that "
+                "change from call to call each cost a compile; pad or bucket shapes, or mark arguments static.",
+                stacklevel=3,
+            )
+
+    def lower(self, *args, **kwargs) -> Lowered:
+        return Lowered(self, self._trace(args, kwargs))
+
+
+def _describe_change(old, new) -> str:
+    (otree, ospecs, ostatic), (ntree, nspecs, nstatic) = old, new
+    if otree != ntree:
+        return f"argument structure changed from {otree!r} to {ntree!r}"
+    if ostatic != nstatic:
+        return f"static arguments changed from {ostatic!r} to {nstatic!r}"
+    paths = pytree.leaf_paths(ntree)
+    for path, a, b in zip(paths, ospecs, nspecs):
+        if a != b:
+            return f"argument {path} changed from {_spec_text(a)} to {_spec_text(b)}"
+    return "signature changed"
+
+
+def _spec_text(spec) -> str:
+    if isinstance(spec, type):
+        return f"Python {spec.__name__}"
+    shape, char = spec
+    return f"{np.dtype(char)}{list(shape)}"
+
+
+def _arg_names(fun, args, kwargs, static) -> list[str] | None:
+    """IR input names from the function's parameter names (x, params_W1, ...)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fun).parameters)
+    except (TypeError, ValueError):
+        return None
+    static_pos = {k for k, _ in static if isinstance(k, int)}
+    names = []
+    for n, arg in enumerate(args):
+        if n in static_pos:
+            continue
+        base = params[n] if n < len(params) else f"arg{n}"
+        names.extend(_leaf_names(base, arg))
+    for k in sorted(kwargs):
+        if k not in {k2 for k2, _ in static if isinstance(k2, str)}:
+            names.extend(_leaf_names(k, kwargs[k]))
+    return names
+
+
+def _leaf_names(base, tree) -> list[str]:
+    _, treedef = pytree.flatten(tree)
+    out = []
+    for path in pytree.leaf_paths(treedef):
+        parts = [p.strip("'\"") for p in path.replace("][", "|").strip("[]").split("|") if p]
+        out.append("_".join([base] + parts))
+    return out
+
+
+def jit(fun=None, *, static_argnums=(), static_argnames=()):
+    """Compile `fun` to C per input signature. Usable as @jit and @jit(static_argnums=...)."""
+    if fun is None:
+        return lambda f: Jitted(f, static_argnums, static_argnames)
+    return Jitted(fun, static_argnums, static_argnames)

@@ -1,0 +1,218 @@
+"""The system C compiler: finding it, the flags we build with, and one direct build call.
+
+The compiler is run directly with ``subprocess`` (about 35 ms for a small file) rather
+than through cffi's setuptools-based ``ffi.compile()`` (about 0.4 s); the result is
+loaded in cffi's ABI mode by ``cache.py``.
+
+Facts about a compiler (its ``--version`` line, whether ``-fopenmp`` works) are probed
+once and remembered in ``<cache_dir>/toolchain.json``, keyed by the compiler binary's
+path, size and mtime, so a warm process never starts the compiler at all.
+
+Sanitizers: with ``TRACEJIT_SANITIZE=1`` the library is built with ASan and UBSan. An
+ASan-instrumented ``.so`` cannot be dlopened into an ordinary python, so tests that use
+it must run python as a subprocess with the runtime preloaded::
+
+    env = {**os.environ, "TRACEJIT_SANITIZE": "1",
+           "LD_PRELOAD": subprocess.check_output(["gcc", "-print-file-name=libasan.so"], text=True).strip(),
+           "ASAN_OPTIONS": "detect_leaks=0"}   # python itself "leaks" at exit
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .. import config
+from ..errors import CompileError, CompilerNotFoundError
+
+SEARCHED = ("cc", "gcc", "clang")
+
+# Flags that decide what the code computes. -fno-math-errno lets libm calls be pure
+# (needed to vectorize them); -ffp-contract=off stops gcc from fusing a*b+c into one
+# fma, which rounds differently from numpy; -fwrapv gives signed integers numpy's
+# wrap-around overflow instead of C's undefined behaviour. Never -ffast-math.
+BASE_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11",
+              "-fno-math-errno", "-ffp-contract=off", "-fwrapv", "-fopenmp-simd"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer", "-g"]
+
+_OPENMP_PROBE = "#include <omp.h>\nint tj_probe(void) { return omp_get_max_threads(); }\n"
+_probes: dict[str, dict] = {}
+
+
+def _argv(cc: str) -> list[str]:
+    """The compiler command as an argv list (CC may carry a wrapper, e.g. 'ccache gcc')."""
+    return shlex.split(cc)
+
+
+def find_compiler() -> str:
+    """TRACEJIT_CC or CC if set (it must exist), else the first of cc, gcc, clang on PATH."""
+    explicit = config.c_compiler()
+    if explicit:
+        argv = _argv(explicit)
+        path = shutil.which(argv[0]) if argv else None
+        if path is None:
+            raise CompilerNotFoundError(
+                f"The C compiler {explicit!r} (from TRACEJIT_CC or CC) was not found.\n"
+                "Set TRACEJIT_CC to a working compiler, e.g. TRACEJIT_CC=gcc, or unset it "
+                f"to search PATH for {', '.join(SEARCHED)}.")
+        return shlex.join([path, *argv[1:]])
+    for name in SEARCHED:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise CompilerNotFoundError(
+        f"tracejit needs a C compiler and found none: TRACEJIT_CC and CC are unset and none of "
+        f"{', '.join(SEARCHED)} is on PATH.\n"
+        "Install gcc (e.g. `apt-get install gcc`, `dnf install gcc`, or `xcode-select --install`) "
+        "or set TRACEJIT_CC to the compiler's path.")
+
+
+def _binary_signature(cc: str) -> str:
+    """Path, size and mtime of the compiler binary: changes when the compiler is replaced."""
+    path = os.path.realpath(_argv(cc)[0])
+    st = os.stat(path)
+    return f"{cc}|{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _probe_file() -> Path:
+    return config.cache_dir() / "toolchain.json"
+
+
+def _load_probes() -> dict:
+    try:
+        data = json.loads(_probe_file().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_probe(signature: str, facts: dict) -> None:
+    """Remember a probe on disk; best effort (atomic replace, failure only costs a re-probe)."""
+    path = _probe_file()
+    try:
+        data = _load_probes()
+        data[signature] = facts
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".toolchain-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _run_probe(cc: str) -> dict:
+    """Start the compiler: its version line and whether it can build OpenMP code."""
+    try:
+        out = subprocess.run([*_argv(cc), "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        raise CompilerNotFoundError(f"Could not run the C compiler {cc!r}: {e}. Set TRACEJIT_CC to a working compiler.") from e
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    identity = lines[0] if lines else cc
+    with tempfile.TemporaryDirectory(prefix="tracejit-probe-") as tmp:
+        src = Path(tmp) / "tj_probe_openmp.c"
+        src.write_text(_OPENMP_PROBE)
+        cmd = [*_argv(cc), str(src), "-o", str(Path(tmp) / "probe.so"), "-shared", "-fPIC", "-fopenmp"]
+        openmp = subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+    return {"identity": identity, "openmp": openmp}
+
+
+def _probe(cc: str) -> dict:
+    """Facts about `cc`, from this process's memo, else toolchain.json, else by running it."""
+    signature = _binary_signature(cc)
+    facts = _probes.get(signature)
+    if facts is None:
+        facts = _load_probes().get(signature)
+        if not (isinstance(facts, dict) and isinstance(facts.get("identity"), str)):
+            facts = _run_probe(cc)
+            _save_probe(signature, facts)
+        _probes[signature] = facts
+    return facts
+
+
+def compiler_identity(cc: str) -> str:
+    """First line of `cc --version` (part of the cache key); probed once, then remembered."""
+    return _probe(cc)["identity"]
+
+
+def supports_openmp(cc: str) -> bool:
+    """Whether `cc -fopenmp` builds a shared library using omp.h."""
+    return bool(_probe(cc)["openmp"])
+
+
+def _openblas_dirs() -> tuple[str, str] | None:
+    try:
+        import scipy_openblas32
+    except ImportError:
+        return None
+    return scipy_openblas32.get_include_dir(), scipy_openblas32.get_lib_dir()
+
+
+def default_flags(cc: str | None = None) -> list[str]:
+    """Every flag of a build, compile and link, in command order after the source file.
+
+    `--as-needed` drops the BLAS and libgomp from libraries that do not use them, so a
+    purely elementwise kernel does not load OpenBLAS (and start its threads) on dlopen.
+    """
+    cc = cc or find_compiler()
+    flags = list(BASE_FLAGS)
+    if supports_openmp(cc):
+        flags.append("-fopenmp")
+    if config.sanitize():
+        flags += SANITIZE_FLAGS
+    flags.append(f"-I{config.csrc_dir()}")
+    blas = _openblas_dirs()
+    if blas:
+        flags.append(f"-I{blas[0]}")
+    flags += config.extra_cflags()
+    flags.append("-Wl,--as-needed")
+    if blas:
+        flags += [f"-L{blas[1]}", f"-Wl,-rpath,{blas[1]}", "-lscipy_openblas"]
+    flags += ["-lmvec", "-lm"]
+    return flags
+
+
+def compile_shared(c_source: str, workdir: Path, name: str, *, cc: str | None = None,
+                   flags: list[str] | None = None, failed_dir: Path | None = None) -> Path:
+    """Write `<workdir>/<name>.c`, compile it to `<workdir>/<name>.so`, return the .so path.
+
+    On failure raise CompileError with the command, the compiler's output and the path of
+    the C file, copied to `failed_dir` (if given) so it outlives the work directory.
+    """
+    cc = cc or find_compiler()
+    flags = default_flags(cc) if flags is None else flags
+    workdir = Path(workdir)
+    c_file, so_file = workdir / f"{name}.c", workdir / f"{name}.so"
+    c_file.write_text(c_source)
+    command = [*_argv(cc), str(c_file), "-o", str(so_file), *flags]
+    if config.debug_level() >= 3:
+        print(f"[tracejit] {shlex.join(command)}\n{c_source}", file=sys.stderr)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except OSError as e:
+        raise CompilerNotFoundError(f"Could not run the C compiler {cc!r}: {e}. Set TRACEJIT_CC to a working compiler.") from e
+    if result.returncode != 0 or not so_file.exists():
+        kept = _keep_failed(c_file, failed_dir)
+        raise CompileError(f"The C compiler failed (exit status {result.returncode}) on generated code.",
+                           command=command, output=result.stderr + result.stdout, c_file=str(kept))
+    return so_file
+
+
+def _keep_failed(c_file: Path, failed_dir: Path | None) -> Path:
+    """Copy a C file that failed to compile where the user can read it after we clean up."""
+    if failed_dir is None:
+        return c_file
+    try:
+        failed_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kept = failed_dir / c_file.name
+        shutil.copyfile(c_file, kept)
+        return kept
+    except OSError:
+        return c_file

@@ -1,0 +1,77 @@
+"""Every TRACEJIT_* environment variable and its default, read in one place."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def cache_dir() -> Path:
+    """TRACEJIT_CACHE_DIR, else the user's cache folder (platformdirs), read at each call so tests can set it."""
+    explicit = _env("TRACEJIT_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("tracejit"))
+    except ImportError:  # pragma: no cover - platformdirs is a dependency
+        return Path.home() / ".cache" / "tracejit"
+
+
+def debug_level() -> int:
+    """TRACEJIT_DEBUG: 1 traced IR, 2 IR after each pass and the fusion groups, 3 C and compiler command."""
+    try:
+        return int(_env("TRACEJIT_DEBUG", "0"))
+    except ValueError:
+        return 0
+
+
+def c_compiler() -> str | None:
+    """TRACEJIT_CC, else CC, else None (the toolchain then searches cc, gcc, clang)."""
+    return _env("TRACEJIT_CC") or _env("CC")
+
+
+def extra_cflags() -> list[str]:
+    """TRACEJIT_CFLAGS: extra flags appended to the compiler command (part of the cache key)."""
+    return (_env("TRACEJIT_CFLAGS", "") or "").split()
+
+
+def num_threads() -> int:
+    """TRACEJIT_NUM_THREADS: threads for generated loops and the BLAS (default: the cores)."""
+    value = _env("TRACEJIT_NUM_THREADS")
+    if value:
+        return max(1, int(value))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def sanitize() -> bool:
+    """TRACEJIT_SANITIZE=1 compiles generated C with AddressSanitizer and UBSan."""
+    return _env("TRACEJIT_SANITIZE", "0") not in ("0", "false", "no")
+
+
+def dump_dir() -> Path | None:
+    """TRACEJIT_DUMP=DIR writes IR and C of every compiled function under DIR."""
+    value = _env("TRACEJIT_DUMP")
+    return Path(value) if value else None
+
+
+def cache_max_bytes() -> int:
+    """TRACEJIT_CACHE_MAX_BYTES: size cap of the disk cache; least recently used entries go first."""
+    return int(_env("TRACEJIT_CACHE_MAX_BYTES", str(1 << 30)))
+
+
+def csrc_dir() -> Path:
+    """Folder of the hand-written C headers that generated code includes."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "csrc", here / "csrc"):
+        if (candidate / "tracejit.h").exists():
+            return candidate
+    return here.parent / "csrc"

@@ -1,0 +1,28 @@
+"""matmul over (..., m, k) @ (..., k, n) with broadcast batch axes; the C backend calls BLAS.
+
+1-D operands and np.dot are spelled with reshape around this by the front end.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DTypeError, ShapeError
+from .registry import Aval, Kind, Primitive, register
+from .shape_util import broadcast_shapes
+
+
+def _matmul_rule(a, b):
+    if a.dtype != b.dtype or not dtypes.is_float(a.dtype):
+        raise DTypeError(f"matmul needs two float operands of one dtype, got {a.dtype} and {b.dtype}")
+    if len(a.shape) < 2 or len(b.shape) < 2:
+        raise ShapeError(f"matmul primitive needs operands of rank >= 2, got {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(
+            f"matmul: shapes {a.shape} and {b.shape} do not fit (inner sizes {a.shape[-1]} != {b.shape[-2]})"
+        )
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return Aval(batch + (a.shape[-2], b.shape[-1]), a.dtype)
+
+
+matmul_p = register(Primitive("matmul", Kind.MATMUL, _matmul_rule, np.matmul))

@@ -1,0 +1,89 @@
+"""The Primitive record and the table of all primitives. Each op is declared once, in ops/<family>.py."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+class Kind(enum.Enum):
+    ELEMENTWISE = "elementwise"  # out[i] = f(in0[i], in1[i], ...) with numpy broadcasting
+    REDUCE = "reduce"  # reduction over `axes` (the axes are dropped from the shape)
+    SHAPE = "shape"  # reshape / transpose / broadcast / slice / concatenate: data movement only
+    GATHER = "gather"  # x[idx0, idx1, ...] with integer arrays
+    SCATTER = "scatter"  # scatter_add: the transpose of gather
+    MATMUL = "matmul"  # BLAS-backed
+    SOURCE = "source"  # constants and iota: no array inputs
+    CONTROL = "control"  # cond / while: nodes holding sub-graphs
+
+
+class Aval(NamedTuple):
+    """Abstract value: what a shape rule knows of an array."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Primitive:
+    """All the rules of one op, on one screen.
+
+    shape_rule(*avals, **params) -> Aval, or a list of Avals when multiple_results.
+    reference(*arrays, **params) -> numpy result (the interpreter's oracle semantics).
+    vjp(b, node, cts) -> one cotangent Value (or None for zero) per input; it emits IR through
+        the GraphBuilder `b`, never computes numbers. None means "not differentiable".
+    zero_vjp: piecewise-constant op (floor, sign, comparisons): its inputs get zero cotangents.
+    c_expr(args, in_dtypes, out_dtype, **params) -> C expression; elementwise ops only.
+    """
+
+    name: str
+    kind: Kind
+    shape_rule: Callable
+    reference: Callable
+    vjp: Callable | None = None
+    zero_vjp: bool = False
+    c_expr: Callable | None = None
+    multiple_results: bool = False
+    commutative: bool = False
+
+    def __repr__(self) -> str:
+        return f"<prim {self.name}>"
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def register(prim: Primitive) -> Primitive:
+    """Add `prim` to the table, refusing an op that lacks a rule its kind requires."""
+    if prim.name in PRIMITIVES:
+        raise ValueError(f"primitive {prim.name!r} registered twice")
+    if prim.shape_rule is None or prim.reference is None:
+        raise ValueError(f"primitive {prim.name!r} needs a shape_rule and a reference")
+    if prim.kind is Kind.ELEMENTWISE and prim.c_expr is None:
+        raise ValueError(f"elementwise primitive {prim.name!r} needs a c_expr")
+    PRIMITIVES[prim.name] = prim
+    return prim
+
+
+def c_template(fmt: str) -> Callable:
+    """A c_expr from a format string: {0},{1},{2} operands; {t} short dtype of the last operand
+    (f32/f64/i32/i64/bool); {f} libm suffix ('f' for float32, '' otherwise); {T} output C type."""
+    from .. import dtypes
+
+    def render(args, in_dtypes, out_dtype, **params):
+        last = in_dtypes[-1]
+        return fmt.format(
+            *args,
+            t=dtypes.short_name(last),
+            f="f" if last == dtypes.float32 else "",
+            T=dtypes.c_type(out_dtype),
+        )
+
+    render.template = fmt
+    return render
+
+
+def differentiable(prim: Primitive) -> bool:
+    return prim.vjp is not None or prim.zero_vjp

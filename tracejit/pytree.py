@@ -1,0 +1,96 @@
+"""Flatten and unflatten pytrees: nested dict / list / tuple / None with array or scalar leaves."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TreeDef:
+    """Hashable structure of a pytree. kind is 'leaf', 'none', 'tuple', 'list' or 'dict'."""
+
+    kind: str
+    children: tuple = ()
+    keys: tuple = ()  # dict keys, sorted, as in JAX
+
+    @property
+    def num_leaves(self) -> int:
+        if self.kind == "leaf":
+            return 1
+        return sum(child.num_leaves for child in self.children)
+
+    def __repr__(self) -> str:
+        if self.kind == "leaf":
+            return "*"
+        if self.kind == "none":
+            return "None"
+        if self.kind == "dict":
+            return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.keys, self.children)) + "}"
+        inner = ", ".join(map(repr, self.children))
+        return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
+
+
+LEAF = TreeDef("leaf")
+NONE = TreeDef("none")
+
+
+def flatten(tree: Any) -> tuple[list, TreeDef]:
+    leaves: list = []
+    treedef = _flatten_into(tree, leaves)
+    return leaves, treedef
+
+
+def _flatten_into(tree, leaves: list) -> TreeDef:
+    if tree is None:
+        return NONE
+    if isinstance(tree, dict):
+        keys = tuple(sorted(tree))
+        return TreeDef("dict", tuple(_flatten_into(tree[k], leaves) for k in keys), keys)
+    if isinstance(tree, (tuple, list)) and not _is_namedtuple(tree):
+        kind = "tuple" if isinstance(tree, tuple) else "list"
+        return TreeDef(kind, tuple(_flatten_into(x, leaves) for x in tree))
+    leaves.append(tree)
+    return LEAF
+
+
+def _is_namedtuple(x) -> bool:
+    return isinstance(x, tuple) and hasattr(x, "_fields")
+
+
+def unflatten(treedef: TreeDef, leaves) -> Any:
+    it = iter(leaves)
+    tree = _build(treedef, it)
+    rest = list(it)
+    if rest:
+        raise ValueError(f"unflatten: {len(rest)} leaves left over for structure {treedef!r}")
+    return tree
+
+
+def _build(treedef: TreeDef, it):
+    if treedef.kind == "leaf":
+        return next(it)
+    if treedef.kind == "none":
+        return None
+    children = [_build(child, it) for child in treedef.children]
+    if treedef.kind == "dict":
+        return dict(zip(treedef.keys, children))
+    return tuple(children) if treedef.kind == "tuple" else children
+
+
+def leaf_paths(treedef: TreeDef, prefix: str = "") -> list[str]:
+    """Human-readable path of each leaf, e.g. "params['W1']" — used in error messages."""
+    if treedef.kind == "leaf":
+        return [prefix]
+    if treedef.kind == "none":
+        return []
+    paths: list[str] = []
+    labels = [repr(k) for k in treedef.keys] if treedef.kind == "dict" else [str(i) for i in range(len(treedef.children))]
+    for label, child in zip(labels, treedef.children):
+        paths.extend(leaf_paths(child, f"{prefix}[{label}]"))
+    return paths
+
+
+def tree_map(fn, tree, *rest):
+    leaves, treedef = flatten(tree)
+    others = [flatten(r)[0] for r in rest]
+    return unflatten(treedef, [fn(*xs) for xs in zip(leaves, *others)])

@@ -1,0 +1,470 @@
+"""The front-end table: numpy callables, ufuncs and methods -> primitives.
+
+Promotion follows numpy exactly: ufunc.resolve_dtypes with Python scalar types for weak
+operands is NEP 50 itself. Composite numpy functions (mean, var, clip, stack, ...) decompose
+here into primitives. A numpy function missing from the table raises UnsupportedOperation.
+"""
+from __future__ import annotations
+
+import builtins
+import operator
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import DTypeError, ShapeError, UnsupportedOperation, user_location, user_location_long
+from ..ops.shape_util import broadcast_shapes, normalize_axes, size_of
+
+UFUNC_PRIMS = {
+    np.add: "add", np.subtract: "subtract", np.multiply: "multiply", np.true_divide: "divide",
+    np.power: "power", np.maximum: "maximum", np.minimum: "minimum", np.negative: "negative",
+    np.absolute: "abs", np.fabs: "abs", np.exp: "exp", np.log: "log", np.log1p: "log1p",
+    np.expm1: "expm1", np.sqrt: "sqrt", np.square: "square", np.reciprocal: "reciprocal",
+    np.tanh: "tanh", np.sinh: "sinh", np.cosh: "cosh", np.sin: "sin", np.cos: "cos",
+    np.tan: "tan", np.arctan: "arctan", np.sign: "sign", np.floor: "floor", np.ceil: "ceil",
+    np.less: "less", np.less_equal: "less_equal", np.greater: "greater",
+    np.greater_equal: "greater_equal", np.equal: "equal", np.not_equal: "not_equal",
+    np.logical_and: "logical_and", np.logical_or: "logical_or", np.logical_not: "logical_not",
+}
+# bitwise ops on bool arrays are numpy's logical ops (mask & mask)
+BOOL_ONLY_UFUNCS = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
+REDUCE_UFUNCS = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
+
+
+# ---- plumbing -------------------------------------------------------------------------------
+def _trace():
+    from .tracing import current_trace
+
+    return current_trace()
+
+
+def emit(prim: str, *values, **params):
+    """Emit a node in the current trace, stamped with the user's source line."""
+    loc = user_location()
+    try:
+        return _trace().builder.emit(prim, *values, loc=loc, **params)
+    except (ShapeError, DTypeError) as exc:
+        if loc and loc not in str(exc):
+            raise type(exc)(f"{exc} (at {user_location_long()})") from None
+        raise
+
+
+def _is_tracer(x) -> bool:
+    from .tracer import Tracer
+
+    return isinstance(x, Tracer)
+
+
+def _is_weak(x) -> bool:
+    if _is_tracer(x):
+        return x.weak
+    return isinstance(x, (bool, int, float)) and not isinstance(x, np.generic)
+
+
+def _dtype_of(x) -> np.dtype:
+    if _is_tracer(x):
+        return x.dtype
+    if _is_weak(x):
+        return dtypes.python_scalar_dtype(x)
+    return dtypes.canonical(np.asarray(x).dtype)
+
+
+def _shape_of(x) -> tuple:
+    return x.shape if _is_tracer(x) else np.shape(x)
+
+
+def _weak_descriptor(x):
+    """What ufunc.resolve_dtypes needs for x: a dtype, or the Python type for a weak operand."""
+    dt = _dtype_of(x)
+    if _is_weak(x) and dt.kind in "fi":
+        return float if dt.kind == "f" else int
+    return dt
+
+
+def _value(x, dtype=None):
+    """x as a Value of the current trace, cast to `dtype` if given."""
+    from .tracer import Tracer, to_value
+
+    if dtype is not None and not _is_tracer(x):
+        if isinstance(x, (np.ndarray, np.generic)) or _is_weak(x):
+            return _trace().builder.constant(np.asarray(x).astype(dtype))
+    value = to_value(x)
+    if dtype is not None and value.dtype != dtype:
+        value = emit("astype", value, dtype=np.dtype(dtype))
+    return value
+
+
+def _wrap(value, weak=False):
+    from .tracer import wrap
+
+    return wrap(value, weak)
+
+
+def _require_absent(name, **kwargs):
+    for key, val in kwargs.items():
+        if val is not None and val is not False and val is not np._NoValue:
+            raise UnsupportedOperation(name, f"argument {key}=")
+
+
+# ---- ufuncs ---------------------------------------------------------------------------------
+def dispatch_ufunc(ufunc, method, inputs, kwargs):
+    if method == "reduce" and ufunc in REDUCE_UFUNCS:
+        return _ufunc_reduce(ufunc, inputs, kwargs)
+    if method != "__call__":
+        raise UnsupportedOperation(f"{ufunc.__name__}.{method}")
+    if ufunc is np.matmul:
+        _require_absent("matmul", **{k: v for k, v in kwargs.items()})
+        return matmul(*inputs)
+    out_dtype = kwargs.pop("dtype", None)
+    _require_absent(ufunc.__name__, **kwargs)
+    result = apply_ufunc(ufunc, inputs)
+    return astype(result, out_dtype) if out_dtype is not None else result
+
+
+def apply_ufunc(ufunc, operands):
+    """Record ufunc(*operands) with numpy's promotion and broadcasting."""
+    if ufunc is np.positive:
+        return operands[0]
+    prim = UFUNC_PRIMS.get(ufunc)
+    if prim is None and ufunc in BOOL_ONLY_UFUNCS and all(_dtype_of(x) == dtypes.bool_ for x in operands):
+        prim = BOOL_ONLY_UFUNCS[ufunc]
+    if prim is None:
+        raise UnsupportedOperation(ufunc.__name__)
+    try:
+        resolved = ufunc.resolve_dtypes(tuple(_weak_descriptor(x) for x in operands) + (None,) * ufunc.nout)
+    except Exception as exc:
+        types = ", ".join(str(_dtype_of(x)) for x in operands)
+        raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None
+    in_dtypes = [dtypes.canonical(dt) for dt in resolved[: ufunc.nin]]
+    values = [_value(x, dt) for x, dt in zip(operands, in_dtypes)]
+    out = emit(prim, *values)
+    out_dtype = dtypes.canonical(resolved[-1])
+    if out.dtype != out_dtype:  # e.g. a float-only op on ints resolved to float64 inputs already
+        out = emit("astype", out, dtype=out_dtype)
+    return _wrap(out, weak=all(_is_weak(x) for x in operands))
+
+
+def _ufunc_reduce(ufunc, inputs, kwargs):
+    (x,) = inputs
+    axis = kwargs.pop("axis", 0)
+    keepdims = kwargs.pop("keepdims", False)
+    dtype = kwargs.pop("dtype", None)
+    _require_absent(f"{ufunc.__name__}.reduce", **kwargs)
+    return _reduction(REDUCE_UFUNCS[ufunc], x, axis, keepdims, dtype)
+
+
+# ---- reductions -----------------------------------------------------------------------------
+def _accumulator_dtype(name, dtype, requested):
+    if requested is not None:
+        return dtypes.canonical(requested)
+    if name in ("sum", "prod") and (dtype == dtypes.bool_ or dtype == dtypes.int32):
+        return dtypes.int64  # numpy sums small integers in the platform integer
+    return dtype
+
+
+def _reduction(name, x, axis, keepdims, dtype=None):
+    x_value = _value(x)
+    axes = normalize_axes(axis, len(x_value.shape))
+    acc = _accumulator_dtype(name, x_value.dtype, dtype)
+    if x_value.dtype != acc:
+        x_value = emit("astype", x_value, dtype=acc)
+    out = emit(name, x_value, axes=axes) if axes else x_value
+    return _wrap(_keepdims(out, x_value.shape, axes) if keepdims else out)
+
+
+def _keepdims(value, in_shape, axes):
+    shape = tuple(1 if i in axes else d for i, d in enumerate(in_shape))
+    return emit("reshape", value, shape=shape) if shape != value.shape else value
+
+
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _require_absent("sum", out=out, initial=initial, where=where)
+    return _reduction("sum", a, axis, keepdims, dtype)
+
+
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _require_absent("prod", out=out, initial=initial, where=where)
+    return _reduction("prod", a, axis, keepdims, dtype)
+
+
+def amax(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+    _require_absent("max", out=out, initial=initial, where=where)
+    return _reduction("max", a, axis, keepdims)
+
+
+def amin(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+    _require_absent("min", out=out, initial=initial, where=where)
+    return _reduction("min", a, axis, keepdims)
+
+
+def _arg_reduction(name, a, axis, out, keepdims):
+    _require_absent(name, out=out)
+    value = _value(a)
+    if axis is None:
+        flat = emit("reshape", value, shape=(value.size,)) if value.ndim != 1 else value
+        result = emit(name, flat, axes=(0,))
+        return _wrap(emit("reshape", result, shape=(1,) * value.ndim) if keepdims else result)
+    axes = normalize_axes(axis, value.ndim)
+    result = emit(name, value, axes=axes)
+    return _wrap(_keepdims(result, value.shape, axes) if keepdims else result)
+
+
+def argmax(a, axis=None, out=None, *, keepdims=False):
+    return _arg_reduction("argmax", a, axis, out, keepdims)
+
+
+def argmin(a, axis=None, out=None, *, keepdims=False):
+    return _arg_reduction("argmin", a, axis, out, keepdims)
+
+
+def _count(shape, axes) -> int:
+    return size_of([shape[a] for a in axes])
+
+
+def _mean_dtype(dtype, requested):
+    if requested is not None:
+        return dtypes.canonical(requested)
+    return dtype if dtypes.is_float(dtype) else dtypes.float64
+
+
+def _mean_of(x, axis, keepdims, acc):
+    total = _reduction("sum", x, axis, keepdims, acc)
+    n = _count(_shape_of(x), normalize_axes(axis, len(_shape_of(x))))
+    return apply_ufunc(np.true_divide, (total, np.asarray(n, acc)))
+
+
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, where=None):
+    _require_absent("mean", out=out, where=where)
+    return _mean_of(a, axis, keepdims, _mean_dtype(_dtype_of(a), dtype))
+
+
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
+    _require_absent("var", out=out, where=where, mean=mean, correction=correction)
+    acc = _mean_dtype(_dtype_of(a), dtype)
+    x = astype(a, acc)
+    centered = apply_ufunc(np.subtract, (x, _mean_of(x, axis, True, acc)))
+    total = _reduction("sum", apply_ufunc(np.multiply, (centered, centered)), axis, keepdims)
+    n = builtins.max(_count(x.shape, normalize_axes(axis, x.ndim)) - ddof, 0)
+    return apply_ufunc(np.true_divide, (total, np.asarray(n, acc)))
+
+
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
+    return apply_ufunc(np.sqrt, (var(a, axis, dtype, out, ddof, keepdims, where, mean, correction),))
+
+
+# ---- shape functions ------------------------------------------------------------------------
+def _resolve_reshape(shape, size):
+    shape = tuple(operator.index(d) for d in ((shape,) if isinstance(shape, (int, np.integer)) else shape))
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: can only specify one unknown dimension, got {shape}")
+    if -1 in shape:
+        known = size_of([d for d in shape if d != -1])
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape array of size {size} into shape {shape}")
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    return shape
+
+
+def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    if order != "C":
+        raise UnsupportedOperation("reshape", f"order={order!r}")
+    value = _value(a)
+    shape = _resolve_reshape(newshape if shape is None else shape, value.size)
+    return _wrap(emit("reshape", value, shape=shape) if shape != value.shape else value, _is_weak(a))
+
+
+def transpose(a, axes=None):
+    value = _value(a)
+    perm = tuple(reversed(range(value.ndim))) if axes is None else tuple(a % value.ndim for a in axes)
+    if perm == tuple(range(value.ndim)):
+        return _wrap(value)
+    return _wrap(emit("transpose", value, perm=perm))
+
+
+def swapaxes(a, axis1, axis2):
+    ndim = len(_shape_of(a))
+    perm = list(range(ndim))
+    perm[axis1 % ndim], perm[axis2 % ndim] = perm[axis2 % ndim], perm[axis1 % ndim]
+    return transpose(a, perm)
+
+
+def moveaxis(a, source, destination):
+    ndim = len(_shape_of(a))
+    src = normalize_axes(source, ndim) if isinstance(source, int) else [s % ndim for s in source]
+    dst = [destination % ndim] if isinstance(destination, int) else [d % ndim for d in destination]
+    order = [n for n in range(ndim) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(a, order)
+
+
+def broadcast_to(array, shape, subok=False):
+    value = _value(array)
+    shape = tuple(shape) if not isinstance(shape, int) else (shape,)
+    return _wrap(emit("broadcast_to", value, shape=shape) if shape != value.shape else value)
+
+
+def expand_dims(a, axis):
+    value = _value(a)
+    ndim = value.ndim + (1 if isinstance(axis, int) else len(axis))
+    axes = normalize_axes(axis, ndim)
+    it = iter(value.shape)
+    shape = tuple(1 if i in axes else next(it) for i in range(ndim))
+    return _wrap(emit("reshape", value, shape=shape))
+
+
+def squeeze(a, axis=None):
+    value = _value(a)
+    axes = tuple(i for i, d in enumerate(value.shape) if d == 1) if axis is None else normalize_axes(axis, value.ndim)
+    if any(value.shape[i] != 1 for i in axes):
+        raise ShapeError(f"cannot select an axis to squeeze out which has size not equal to one: {value.shape}")
+    shape = tuple(d for i, d in enumerate(value.shape) if i not in axes)
+    return _wrap(emit("reshape", value, shape=shape) if shape != value.shape else value)
+
+
+def ravel(a, order="C"):
+    return reshape(a, (-1,), order)
+
+
+def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _require_absent("concatenate", out=out)
+    if axis is None:
+        arrays, axis = [ravel(x) for x in arrays], 0
+    common = _common_dtype(arrays) if dtype is None else dtypes.canonical(dtype)
+    values = [_value(x, common) for x in arrays]
+    axis = normalize_axes(axis, values[0].ndim)[0]
+    return _wrap(emit("concatenate", *values, axis=axis) if len(values) > 1 else values[0])
+
+
+def stack(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _require_absent("stack", out=out)
+    arrays = list(arrays)
+    shapes = {tuple(_shape_of(x)) for x in arrays}
+    if len(shapes) != 1:
+        raise ShapeError(f"all input arrays must have the same shape, got {sorted(shapes)}")
+    ndim = len(shapes.pop()) + 1
+    axis = normalize_axes(axis, ndim)[0]
+    return concatenate([expand_dims(x, axis) for x in arrays], axis, dtype=dtype)
+
+
+def _common_dtype(operands):
+    return dtypes.result_type(*[(_dtype_of(x), _is_weak(x)) for x in operands])
+
+
+def astype(a, dtype):
+    value = _value(a)
+    dtype = dtypes.canonical(dtype)
+    return _wrap(emit("astype", value, dtype=dtype) if value.dtype != dtype else value)
+
+
+# ---- selection and filling ------------------------------------------------------------------
+def where(condition, x=None, y=None):
+    if x is None or y is None:
+        raise UnsupportedOperation("where", "the one-argument form; its result shape depends on the data")
+    cond = _value(condition)
+    if cond.dtype != dtypes.bool_:
+        cond = emit("astype", cond, dtype=dtypes.bool_)
+    common = _common_dtype([x, y])
+    out = emit("where", cond, _value(x, common), _value(y, common))
+    return _wrap(out, _is_weak(x) and _is_weak(y))
+
+
+def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
+    _require_absent("clip", out=out)
+    lo = a_min if a_min is not None else min
+    hi = a_max if a_max is not None else max
+    result = a
+    if lo is not None:
+        result = apply_ufunc(np.maximum, (result, lo))
+    if hi is not None:
+        result = apply_ufunc(np.minimum, (result, hi))
+    return result
+
+
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, device=None):
+    shape = tuple(_shape_of(a)) if shape is None else tuple(shape)
+    dtype = dtypes.canonical(dtype if dtype is not None else _dtype_of(a))
+    if _is_tracer(fill_value):
+        return broadcast_to(astype(fill_value, dtype), shape)
+    scalar = _trace().builder.constant(np.asarray(fill_value, dtype), loc=user_location())
+    return _wrap(emit("broadcast_to", scalar, shape=shape) if shape else scalar)
+
+
+def zeros_like(a, dtype=None, order="K", subok=True, shape=None, device=None):
+    return full_like(a, 0, dtype, shape=shape)
+
+
+def ones_like(a, dtype=None, order="K", subok=True, shape=None, device=None):
+    return full_like(a, 1, dtype, shape=shape)
+
+
+# ---- products -------------------------------------------------------------------------------
+def matmul(a, b):
+    common = _common_dtype([a, b])
+    if not dtypes.is_float(common):
+        raise DTypeError(f"matmul of {common} operands is not supported; cast to float first (at {user_location()})")
+    av, bv = _value(a, common), _value(b, common)
+    if av.ndim == 0 or bv.ndim == 0:
+        raise ShapeError("matmul: input operand does not have enough dimensions (use * for scalars)")
+    a2 = emit("reshape", av, shape=(1,) + av.shape) if av.ndim == 1 else av
+    b2 = emit("reshape", bv, shape=bv.shape + (1,)) if bv.ndim == 1 else bv
+    out = emit("matmul", a2, b2)
+    shape = out.shape
+    if av.ndim == 1:
+        shape = shape[:-2] + shape[-1:]
+    if bv.ndim == 1:
+        shape = shape[:-1]
+    return _wrap(emit("reshape", out, shape=shape) if shape != out.shape else out)
+
+
+def dot(a, b, out=None):
+    _require_absent("dot", out=out)
+    if len(_shape_of(a)) == 0 or len(_shape_of(b)) == 0:
+        return apply_ufunc(np.multiply, (a, b))
+    if len(_shape_of(a)) > 2 or len(_shape_of(b)) > 2:
+        raise UnsupportedOperation("dot", "operands of rank > 2; use np.matmul for stacked matrices")
+    return matmul(a, b)
+
+
+def vdot_like_inner(a, b):
+    if len(_shape_of(a)) != 1 or len(_shape_of(b)) != 1:
+        raise UnsupportedOperation("inner", "operands of rank > 1")
+    return matmul(a, b)
+
+
+def outer(a, b, out=None):
+    _require_absent("outer", out=out)
+    return apply_ufunc(np.multiply, (reshape(ravel(a), (-1, 1)), ravel(b)))
+
+
+def shape(a):
+    return tuple(_shape_of(a))
+
+
+def ndim(a):
+    return len(_shape_of(a))
+
+
+def size(a, axis=None):
+    s = _shape_of(a)
+    return size_of(s) if axis is None else s[axis]
+
+
+# numpy function -> implementation (only what __array_function__ dispatches; ufuncs go above)
+FUNCTIONS = {
+    np.sum: sum, np.prod: prod, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin,
+    np.argmax: argmax, np.argmin: argmin, np.mean: mean, np.var: var, np.std: std,
+    np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes, np.moveaxis: moveaxis,
+    np.broadcast_to: broadcast_to, np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
+    np.concatenate: concatenate, np.stack: stack, np.where: where, np.clip: clip,
+    np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like, np.empty_like: zeros_like,
+    np.dot: dot, np.inner: vdot_like_inner, np.outer: outer, np.shape: shape, np.ndim: ndim, np.size: size,
+    np.astype: astype,
+}
+
+
+def dispatch_function(func, args, kwargs):
+    impl = FUNCTIONS.get(func)
+    if impl is None:
+        raise UnsupportedOperation(func.__name__)
+    return impl(*args, **kwargs)
