@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import pytree
+from . import dump, pytree
 from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
 
 log = logging.getLogger("tracejit")
@@ -141,6 +141,7 @@ class Jitted:
             args, kwargs, self.static_argnums, self.static_argnames)[:2])[0])
         compiled = _Compiled(lowered.traced, executable, specs)
         self._cache[key] = compiled
+        dump.record(self, key, lowered)  # TRACEJIT_DUMP / `tracejit dump SCRIPT.py`; no-op otherwise
         return compiled
 
     def _explain_retrace(self, key) -> None:

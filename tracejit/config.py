@@ -71,7 +71,7 @@ def cache_max_bytes() -> int:
 def csrc_dir() -> Path:
     """Folder of the hand-written C headers that generated code includes."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "csrc", here / "csrc"):
+    for candidate in (here.parent / "csrc", here / "_csrc"):  # source tree, installed wheel
         if (candidate / "tracejit.h").exists():
             return candidate
     return here.parent / "csrc"

@@ -19,6 +19,8 @@ it must run python as a subprocess with the runtime preloaded::
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shlex
@@ -44,6 +46,7 @@ SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefin
 
 _OPENMP_PROBE = "#include <omp.h>\nint tj_probe(void) { return omp_get_max_threads(); }\n"
 _probes: dict[str, dict] = {}
+_found: dict[tuple, str] = {}
 
 
 def _argv(cc: str) -> list[str]:
@@ -52,8 +55,18 @@ def _argv(cc: str) -> list[str]:
 
 
 def find_compiler() -> str:
-    """TRACEJIT_CC or CC if set (it must exist), else the first of cc, gcc, clang on PATH."""
+    """TRACEJIT_CC or CC if set (it must exist), else the first of cc, gcc, clang on PATH.
+
+    Remembered per (setting, PATH): searching PATH costs ~80 us, too much for every call.
+    """
     explicit = config.c_compiler()
+    memo_key = (explicit, os.environ.get("PATH"))
+    if memo_key not in _found:
+        _found[memo_key] = _search_compiler(explicit)
+    return _found[memo_key]
+
+
+def _search_compiler(explicit: str | None) -> str:
     if explicit:
         argv = _argv(explicit)
         path = shutil.which(argv[0]) if argv else None
@@ -126,14 +139,14 @@ def _run_probe(cc: str) -> dict:
 
 def _probe(cc: str) -> dict:
     """Facts about `cc`, from this process's memo, else toolchain.json, else by running it."""
-    signature = _binary_signature(cc)
-    facts = _probes.get(signature)
+    facts = _probes.get(cc)
     if facts is None:
+        signature = _binary_signature(cc)
         facts = _load_probes().get(signature)
         if not (isinstance(facts, dict) and isinstance(facts.get("identity"), str)):
             facts = _run_probe(cc)
             _save_probe(signature, facts)
-        _probes[signature] = facts
+        _probes[cc] = facts
     return facts
 
 
@@ -147,12 +160,18 @@ def supports_openmp(cc: str) -> bool:
     return bool(_probe(cc)["openmp"])
 
 
+@functools.cache
 def _openblas_dirs() -> tuple[str, str] | None:
-    try:
-        import scipy_openblas32
-    except ImportError:
+    """Header and library folders of the scipy-openblas32 wheel, or None if not installed.
+
+    Same paths as its get_include_dir()/get_lib_dir(), found without importing the package
+    (the import costs ~25 ms through importlib.metadata, which a cache hit cannot afford).
+    """
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return scipy_openblas32.get_include_dir(), scipy_openblas32.get_lib_dir()
+    here = Path(list(spec.submodule_search_locations)[0])
+    return str(here / "include"), str(here / "lib")
 
 
 def default_flags(cc: str | None = None) -> list[str]:
@@ -162,21 +181,26 @@ def default_flags(cc: str | None = None) -> list[str]:
     purely elementwise kernel does not load OpenBLAS (and start its threads) on dlopen.
     """
     cc = cc or find_compiler()
+    return list(_flags(cc, config.sanitize(), tuple(config.extra_cflags())))
+
+
+@functools.lru_cache(maxsize=64)
+def _flags(cc: str, sanitize: bool, extra: tuple[str, ...]) -> tuple[str, ...]:
     flags = list(BASE_FLAGS)
     if supports_openmp(cc):
         flags.append("-fopenmp")
-    if config.sanitize():
+    if sanitize:
         flags += SANITIZE_FLAGS
     flags.append(f"-I{config.csrc_dir()}")
     blas = _openblas_dirs()
     if blas:
         flags.append(f"-I{blas[0]}")
-    flags += config.extra_cflags()
+    flags += extra
     flags.append("-Wl,--as-needed")
     if blas:
         flags += [f"-L{blas[1]}", f"-Wl,-rpath,{blas[1]}", "-lscipy_openblas"]
     flags += ["-lmvec", "-lm"]
-    return flags
+    return tuple(flags)
 
 
 def compile_shared(c_source: str, workdir: Path, name: str, *, cc: str | None = None,
@@ -198,6 +222,9 @@ def compile_shared(c_source: str, workdir: Path, name: str, *, cc: str | None = 
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except OSError as e:
         raise CompilerNotFoundError(f"Could not run the C compiler {cc!r}: {e}. Set TRACEJIT_CC to a working compiler.") from e
+    except subprocess.TimeoutExpired as e:
+        raise CompileError("The C compiler ran for more than 10 minutes and was stopped.", command=command,
+                           c_file=str(_keep_failed(c_file, failed_dir))) from e
     if result.returncode != 0 or not so_file.exists():
         kept = _keep_failed(c_file, failed_dir)
         raise CompileError(f"The C compiler failed (exit status {result.returncode}) on generated code.",

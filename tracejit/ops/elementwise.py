@@ -11,6 +11,7 @@ from .. import dtypes
 from ..errors import DTypeError
 from .registry import Aval, Kind, Primitive, c_template, register
 from .shape_util import broadcast_shapes
+from .vjp_util import add, astype, balanced_share, const, div, eq, log, mul, neg, sub, unbroadcast, where
 
 FLOAT_ONLY = "float"
 NUMERIC = "numeric"
@@ -48,37 +49,100 @@ def _elementwise(name, reference, c, allowed=NUMERIC, result_dtype=None, **rules
     return register(prim)
 
 
+# ---- VJP rules (IR in, IR out; y is the node's output). Ties and zeros: see each docstring. ----
+def _unary(derivative):
+    """VJP of y = f(x): ct * dy/dx, with dy/dx = derivative(b, x, y) emitted as IR."""
+
+    def vjp(b, node, ct):
+        return [mul(b, ct, derivative(b, node.inputs[0], node.out))]
+
+    return vjp
+
+
+def _unary_div(denominator):
+    """VJP of y = f(x) whose derivative is 1/denominator(b, x, y) (divide, not multiply by 1/d)."""
+
+    def vjp(b, node, ct):
+        return [div(b, ct, denominator(b, node.inputs[0], node.out))]
+
+    return vjp
+
+
+def _binary(rule):
+    """VJP of z = f(x, y) under broadcasting: `rule` gives output-shaped cotangents, then each is
+    summed back to its operand's shape."""
+
+    def vjp(b, node, ct):
+        x, y = node.inputs
+        cts = rule(b, ct, x, y, node.out)
+        return [unbroadcast(b, c, v.shape) for c, v in zip(cts, node.inputs)]
+
+    return vjp
+
+
+def _one_plus(b, v, w):
+    return add(b, const(b, 1, v), mul(b, v, w))
+
+
+def _power_rule(b, ct, x, p, out):
+    """d/dx = p*x**(p-1) (0 where p == 0); d/dp = x**p * log(x) (0 where x == 0), as JAX guards it."""
+    zero, one = const(b, 0, x), const(b, 1, x)
+    d_x = where(b, eq(b, p, zero), zero, mul(b, p, b.emit("power", x, sub(b, p, one))))
+    x_is_zero = eq(b, x, zero)
+    d_p = where(b, x_is_zero, zero, mul(b, out, log(b, where(b, x_is_zero, one, x))))
+    return mul(b, ct, d_x), mul(b, ct, d_p)
+
+
+def _chooser_rule(b, ct, x, y, out):
+    """maximum/minimum: the operand equal to the result gets the cotangent; on a tie (x == y) each
+    gets half, as in JAX. Where the result is NaN, neither operand equals it and both get 0."""
+    return mul(b, ct, balanced_share(b, x, out, y)), mul(b, ct, balanced_share(b, y, out, x))
+
+
 # ---- unary, float math (libm names; `{f}` is the float32 suffix) ----------------------------
-exp_p = _elementwise("exp", np.exp, "exp{f}({0})", FLOAT_ONLY)
-log_p = _elementwise("log", np.log, "log{f}({0})", FLOAT_ONLY)
-log1p_p = _elementwise("log1p", np.log1p, "log1p{f}({0})", FLOAT_ONLY)
-expm1_p = _elementwise("expm1", np.expm1, "expm1{f}({0})", FLOAT_ONLY)
-sqrt_p = _elementwise("sqrt", np.sqrt, "sqrt{f}({0})", FLOAT_ONLY)
-tanh_p = _elementwise("tanh", np.tanh, "tanh{f}({0})", FLOAT_ONLY)
-sinh_p = _elementwise("sinh", np.sinh, "sinh{f}({0})", FLOAT_ONLY)
-cosh_p = _elementwise("cosh", np.cosh, "cosh{f}({0})", FLOAT_ONLY)
-sin_p = _elementwise("sin", np.sin, "sin{f}({0})", FLOAT_ONLY)
-cos_p = _elementwise("cos", np.cos, "cos{f}({0})", FLOAT_ONLY)
-tan_p = _elementwise("tan", np.tan, "tan{f}({0})", FLOAT_ONLY)
-arctan_p = _elementwise("arctan", np.arctan, "atan{f}({0})", FLOAT_ONLY)
+exp_p = _elementwise("exp", np.exp, "exp{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: y))
+log_p = _elementwise("log", np.log, "log{f}({0})", FLOAT_ONLY, vjp=_unary_div(lambda b, x, y: x))
+log1p_p = _elementwise("log1p", np.log1p, "log1p{f}({0})", FLOAT_ONLY,
+                       vjp=_unary_div(lambda b, x, y: add(b, x, const(b, 1, x))))
+expm1_p = _elementwise("expm1", np.expm1, "expm1{f}({0})", FLOAT_ONLY,
+                       vjp=_unary(lambda b, x, y: add(b, y, const(b, 1, y))))
+sqrt_p = _elementwise("sqrt", np.sqrt, "sqrt{f}({0})", FLOAT_ONLY,
+                      vjp=_unary_div(lambda b, x, y: mul(b, y, const(b, 2, y))))
+tanh_p = _elementwise("tanh", np.tanh, "tanh{f}({0})", FLOAT_ONLY,
+                      vjp=_unary(lambda b, x, y: sub(b, const(b, 1, y), mul(b, y, y))))
+sinh_p = _elementwise("sinh", np.sinh, "sinh{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("cosh", x)))
+cosh_p = _elementwise("cosh", np.cosh, "cosh{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("sinh", x)))
+sin_p = _elementwise("sin", np.sin, "sin{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("cos", x)))
+cos_p = _elementwise("cos", np.cos, "cos{f}({0})", FLOAT_ONLY,
+                     vjp=_unary(lambda b, x, y: neg(b, b.emit("sin", x))))
+tan_p = _elementwise("tan", np.tan, "tan{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: _one_plus(b, y, y)))
+arctan_p = _elementwise("arctan", np.arctan, "atan{f}({0})", FLOAT_ONLY,
+                        vjp=_unary_div(lambda b, x, y: _one_plus(b, x, x)))
 floor_p = _elementwise("floor", np.floor, "floor{f}({0})", FLOAT_ONLY, zero_vjp=True)
 ceil_p = _elementwise("ceil", np.ceil, "ceil{f}({0})", FLOAT_ONLY, zero_vjp=True)
-reciprocal_p = _elementwise("reciprocal", np.reciprocal, "(({T})1 / {0})", FLOAT_ONLY)
+reciprocal_p = _elementwise("reciprocal", np.reciprocal, "(({T})1 / {0})", FLOAT_ONLY,
+                            vjp=_unary(lambda b, x, y: neg(b, mul(b, y, y))))
 
 # ---- unary, any numeric dtype -------------------------------------------------------------
-negative_p = _elementwise("negative", np.negative, "(-{0})")
-square_p = _elementwise("square", np.square, "({0} * {0})")
-abs_p = _elementwise("abs", np.abs, "tj_abs_{t}({0})")
+negative_p = _elementwise("negative", np.negative, "(-{0})", vjp=lambda b, node, ct: [neg(b, ct)])
+square_p = _elementwise("square", np.square, "({0} * {0})", vjp=_unary(lambda b, x, y: mul(b, x, const(b, 2, x))))
+# abs: the derivative at 0 is sign(0) = 0.
+abs_p = _elementwise("abs", np.abs, "tj_abs_{t}({0})", vjp=_unary(lambda b, x, y: b.emit("sign", x)))
 sign_p = _elementwise("sign", np.sign, "tj_sign_{t}({0})", zero_vjp=True)
 
 # ---- binary arithmetic --------------------------------------------------------------------
-add_p = _elementwise("add", np.add, "({0} + {1})", commutative=True)
-subtract_p = _elementwise("subtract", np.subtract, "({0} - {1})")
-multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", commutative=True)
-divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", FLOAT_ONLY)
-power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})")
-maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", commutative=True)
-minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", commutative=True)
+add_p = _elementwise("add", np.add, "({0} + {1})", commutative=True, vjp=_binary(lambda b, ct, x, y, z: (ct, ct)))
+subtract_p = _elementwise("subtract", np.subtract, "({0} - {1})",
+                          vjp=_binary(lambda b, ct, x, y, z: (ct, neg(b, ct))))
+multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", commutative=True,
+                          vjp=_binary(lambda b, ct, x, y, z: (mul(b, ct, y), mul(b, ct, x))))
+divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", FLOAT_ONLY,
+                        vjp=_binary(lambda b, ct, x, y, z: (div(b, ct, y), neg(b, div(b, mul(b, ct, z), y)))))
+power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", vjp=_binary(_power_rule))
+maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", commutative=True,
+                         vjp=_binary(_chooser_rule))
+minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", commutative=True,
+                         vjp=_binary(_chooser_rule))
 
 # ---- comparisons and logic (bool results; no gradient flows through them) ------------------
 less_p = _elementwise("less", np.less, "({0} < {1})", ANY, dtypes.bool_, zero_vjp=True)
@@ -106,8 +170,16 @@ def _where_rule(cond, x, y):
     return Aval(broadcast_shapes(cond.shape, x.shape, y.shape), x.dtype)
 
 
+def _where_vjp(b, node, ct):
+    """The chosen operand gets the cotangent, the other zero; the condition gets none."""
+    cond, x, y = node.inputs
+    zero = const(b, 0, ct)
+    return [None, unbroadcast(b, where(b, cond, ct, zero), x.shape), unbroadcast(b, where(b, cond, zero, ct), y.shape)]
+
+
 where_p = register(
-    Primitive("where", Kind.ELEMENTWISE, _where_rule, np.where, c_expr=c_template("({0} ? {1} : {2})"))
+    Primitive("where", Kind.ELEMENTWISE, _where_rule, np.where, c_expr=c_template("({0} ? {1} : {2})"),
+              vjp=_where_vjp)
 )
 
 
@@ -126,7 +198,17 @@ def _astype_c(args, in_dtypes, out_dtype, **params):
     return f"(({dtypes.c_type(out_dtype)}){args[0]})"
 
 
-astype_p = register(Primitive("astype", Kind.ELEMENTWISE, _astype_rule, _astype_reference, c_expr=_astype_c))
+def _astype_vjp(b, node, ct):
+    """float -> float: cast the cotangent back. To or from int/bool no gradient flows."""
+    x = node.inputs[0]
+    if not (dtypes.is_float(x.dtype) and dtypes.is_float(node.out.dtype)):
+        return [None]
+    return [astype(b, ct, dtype=x.dtype)]
+
+
+astype_p = register(
+    Primitive("astype", Kind.ELEMENTWISE, _astype_rule, _astype_reference, c_expr=_astype_c, vjp=_astype_vjp)
+)
 
 UNARY_FLOAT = [exp_p, log_p, log1p_p, expm1_p, sqrt_p, tanh_p, sinh_p, cosh_p, sin_p, cos_p, tan_p, arctan_p,
                floor_p, ceil_p, reciprocal_p]

@@ -1,0 +1,7 @@
+"""`python -m tracejit ...` is the `tracejit` command."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Content-addressed disk cache of compiled shared libraries, and loading them with cffi.
+
+Layout: ``<cache_dir>/<key[:2]>/<key>/`` holds ``lib.so``, ``source.c`` and
+``meta.json`` (sha256 of lib.so, tracejit version, compiler, flags, creation time).
+The key hashes everything that affects the binary: the C source, the flags, the
+compiler's identity, tracejit's version, the CPU (we build with -march=native) and the
+hand-written headers in csrc/.
+
+Concurrency: an entry is built in ``<cache_dir>/tmp/`` and renamed into place whole, so
+a reader never sees half of one; builders of the same key serialize on
+``<cache_dir>/locks/<key>.lock`` and re-check after taking it, so N processes on an
+empty cache compile once. A reader takes no lock. Anything wrong with an entry
+(checksum, missing file, bad json) is repaired under the lock with a warning.
+
+Safety: a library in the cache is code loaded into the process, so a cache folder, entry
+or library writable by group or others is refused with CacheError.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import cffi
+import filelock
+
+from .. import config
+from .._version import __version__
+from ..errors import CacheError, CompileError
+from .toolchain import compile_shared, compiler_identity, default_flags, find_compiler
+
+LOCK_TIMEOUT_S = 600
+stats = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
+_loaded: dict[tuple[str, str], "LoadedLibrary"] = {}
+_fallback_roots: dict[Path, Path] = {}
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was broken and has been rebuilt, or the cache folder is unusable."""
+
+
+class LoadedLibrary:
+    """A shared library opened with cffi in ABI mode: call its functions as `.lib.<name>(...)`."""
+
+    __slots__ = ("ffi", "lib", "path", "key", "source_path")
+
+    def __init__(self, ffi: cffi.FFI, lib, path: Path, key: str, source_path: Path):
+        self.ffi, self.lib, self.path, self.key, self.source_path = ffi, lib, path, key, source_path
+
+    def __repr__(self) -> str:
+        return f"LoadedLibrary(key={self.key[:12]}..., path={str(self.path)!r})"
+
+
+class CacheEntry(NamedTuple):
+    key: str
+    path: Path
+    size: int
+    last_used: float
+
+
+# ---------------------------------------------------------------------------- the key
+
+@functools.cache
+def _cpu_identity() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    wanted = ("model name", "flags", "vendor_id")
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in f) if k.strip() in wanted}
+    except OSError:
+        lines = {}
+    return f"{platform.machine()}|{platform.processor()}|" + "|".join(lines.get(k, "") for k in wanted)
+
+
+@functools.cache
+def _headers_digest() -> str:
+    """Hash of csrc/*.h, which every generated file includes."""
+    h = hashlib.sha256()
+    for path in sorted(config.csrc_dir().glob("*.h")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def cache_key(c_source: str, flags: list[str], compiler_identity: str) -> str:
+    """sha256 over everything that decides the binary."""
+    h = hashlib.sha256()
+    for part in (c_source, "\0".join(flags), compiler_identity, __version__, _cpu_identity(), _headers_digest()):
+        h.update(part.encode() + b"\0\1")
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------- folders and safety
+
+def _check_private(path: Path) -> None:
+    """Refuse code from a path others can write: they could make us load anything."""
+    mode = os.stat(path).st_mode
+    if mode & 0o022:
+        raise CacheError(
+            f"tracejit refuses to use the cache path {path}: it is writable by group or others "
+            f"(mode {oct(mode & 0o777)}), and the cache holds code loaded into this process.\n"
+            f"Fix it with `chmod go-w {path}`, or set TRACEJIT_CACHE_DIR to a private folder.")
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, exist_ok=True)
+
+
+def cache_root() -> Path:
+    """The cache folder, created 0o700 if missing; a private temp folder if it is not writable."""
+    wanted = config.cache_dir()
+    if wanted in _fallback_roots:
+        return _fallback_roots[wanted]
+    try:
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+        _make_private_dir(wanted)
+        if not os.access(wanted, os.W_OK | os.X_OK):
+            raise PermissionError("no write permission")
+    except OSError as e:
+        fallback = Path(tempfile.mkdtemp(prefix="tracejit-cache-"))
+        warnings.warn(f"tracejit cannot write its cache folder {wanted} ({e}); using {fallback} for this "
+                      "process. Set TRACEJIT_CACHE_DIR to a writable folder.", CacheWarning, stacklevel=3)
+        _fallback_roots[wanted] = fallback
+        return fallback
+    _check_private(wanted)
+    return wanted
+
+
+def _entry_dir(root: Path, key: str) -> Path:
+    return root / key[:2] / key
+
+
+def _remove_tree(root: Path, path: Path) -> None:
+    """Take a folder out of view atomically (rename into tmp/), then delete it."""
+    _make_private_dir(root / "tmp")
+    grave = Path(tempfile.mkdtemp(dir=root / "tmp", prefix="dead-"))
+    try:
+        os.rename(path, grave / "entry")
+    except OSError:  # already gone, or cannot be moved: delete in place
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(grave, ignore_errors=True)
+
+
+# --------------------------------------------------------------------- entries on disk
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _problem(entry: Path) -> str | None:
+    """Why `entry` cannot be used as is (None if it is sound). Raises CacheError if unsafe."""
+    for path in (entry.parent, entry, entry / "lib.so"):
+        if path.exists():
+            _check_private(path)
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        checksum = _sha256_file(entry / "lib.so")
+        if not (entry / "source.c").is_file():
+            return "source.c is missing"
+    except FileNotFoundError as e:
+        return f"{Path(e.filename).name} is missing"
+    except (OSError, ValueError) as e:
+        return f"meta.json is unreadable ({e})"
+    if not isinstance(meta, dict) or meta.get("version") != __version__:
+        return "meta.json is malformed or from another tracejit version"
+    if meta.get("checksum") != checksum:
+        return "lib.so does not match the checksum in meta.json"
+    return None
+
+
+def _open(entry: Path, key: str, cdef: str) -> LoadedLibrary:
+    """dlopen an entry (ABI mode) and mark it used for the LRU eviction."""
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    lib = ffi.dlopen(str(entry / "lib.so"))
+    try:
+        os.utime(entry)
+    except OSError:
+        pass
+    return LoadedLibrary(ffi, lib, entry / "lib.so", key, entry / "source.c")
+
+
+def _build(root: Path, key: str, c_source: str, cc: str, flags: list[str]) -> None:
+    """Compile into a private temp folder, then rename it into place as one finished entry."""
+    tmp_root = root / "tmp"
+    _make_private_dir(tmp_root)
+    work = Path(tempfile.mkdtemp(dir=tmp_root, prefix="build-"))
+    try:
+        so = compile_shared(c_source, work, key, cc=cc, flags=flags, failed_dir=root / "failed")
+        stats["compiles"] += 1
+        os.replace(so, work / "lib.so")
+        os.replace(work / f"{key}.c", work / "source.c")
+        meta = {"key": key, "checksum": _sha256_file(work / "lib.so"), "version": __version__,
+                "created": time.time(), "compiler": compiler_identity(cc), "flags": flags}
+        (work / "meta.json").write_text(json.dumps(meta, indent=1))
+        for name in ("lib.so", "source.c", "meta.json"):
+            os.chmod(work / name, 0o600)
+        _make_private_dir(_entry_dir(root, key).parent)
+        os.rename(work, _entry_dir(root, key))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _lock(root: Path, key: str, timeout: float = LOCK_TIMEOUT_S) -> filelock.FileLock:
+    _make_private_dir(root / "locks")
+    return filelock.FileLock(str(root / "locks" / f"{key}.lock"), timeout=timeout, mode=0o600)
+
+
+def _try_open(entry: Path, key: str, cdef: str) -> tuple[LoadedLibrary | None, str | None]:
+    """The entry loaded, or (None, why it is unusable); (None, None) if it does not exist."""
+    if not entry.exists():
+        return None, None
+    problem = _problem(entry)
+    if problem is None:
+        try:
+            return _open(entry, key, cdef), None
+        except OSError as e:
+            problem = f"lib.so cannot be loaded ({e})"
+    return None, problem
+
+
+def _load_fresh(entry: Path, key: str, cdef: str) -> LoadedLibrary:
+    try:
+        return _open(entry, key, cdef)
+    except OSError as e:
+        raise CompileError(f"The freshly built library {entry / 'lib.so'} could not be loaded: {e}",
+                           c_file=str(entry / "source.c")) from e
+
+
+def _load_or_build_locked(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]) -> LoadedLibrary:
+    """Under the key's lock: reuse what another process built meanwhile, else repair and build."""
+    entry = _entry_dir(root, key)
+    lock = _lock(root, key)
+    try:
+        lock.acquire()
+    except filelock.Timeout as e:
+        raise CacheError(f"Timed out after {LOCK_TIMEOUT_S} s waiting for the cache lock {lock.lock_file}.") from e
+    try:
+        library, problem = _try_open(entry, key, cdef)
+        if library is not None:
+            stats["disk_hits"] += 1
+            return library
+        if problem is not None:
+            warnings.warn(f"tracejit cache entry {entry} is broken ({problem}); rebuilding it.", CacheWarning, stacklevel=4)
+            _remove_tree(root, entry)
+        _build(root, key, c_source, cc, flags)
+        library = _load_fresh(entry, key, cdef)
+    finally:
+        lock.release()
+    _evict(root, keep=entry)
+    return library
+
+
+def get_or_build(c_source: str, cdef: str) -> LoadedLibrary:
+    """The library compiled from `c_source`, loaded with the declarations `cdef`.
+
+    Lookup order: this process's memory, the disk cache (checksum verified, no lock
+    taken), then a build under the key's lock.
+    """
+    cc = find_compiler()
+    flags = default_flags(cc)
+    key = cache_key(c_source, flags, compiler_identity(cc))
+    library = _loaded.get((key, cdef))
+    if library is not None:
+        stats["memory_hits"] += 1
+        return library
+    root = cache_root()
+    library, _ = _try_open(_entry_dir(root, key), key, cdef)
+    if library is not None:
+        stats["disk_hits"] += 1
+    else:
+        library = _load_or_build_locked(root, key, c_source, cdef, cc, flags)
+    _loaded[(key, cdef)] = library
+    return library
+
+
+# ------------------------------------------------------------------ listing and eviction
+
+def _entry_size(entry: Path) -> int:
+    return sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+
+
+def list_entries(root: Path | None = None) -> list[CacheEntry]:
+    """Every entry in the cache, least recently used first."""
+    root = root or cache_root()
+    entries = []
+    for entry in root.glob("??/*"):
+        if entry.is_dir() and len(entry.name) == 64:
+            try:
+                entries.append(CacheEntry(entry.name, entry, _entry_size(entry), entry.stat().st_mtime))
+            except OSError:
+                continue
+    return sorted(entries, key=lambda e: e.last_used)
+
+
+def info() -> dict:
+    """Summary for `tracejit cache info`: path, entry count, bytes, oldest/newest last use (epoch s)."""
+    root = cache_root()
+    entries = list_entries(root)
+    return {"path": str(root), "entries": len(entries), "bytes": sum(e.size for e in entries),
+            "oldest": entries[0].last_used if entries else None,
+            "newest": entries[-1].last_used if entries else None}
+
+
+def clear() -> int:
+    """Delete every entry and scratch file; return how many entries were removed."""
+    root = cache_root()
+    count = len(list_entries(root))
+    for child in root.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    _loaded.clear()
+    return count
+
+
+def _evict(root: Path, keep: Path) -> None:
+    """Remove least recently used entries until the cache fits TRACEJIT_CACHE_MAX_BYTES."""
+    entries = list_entries(root)
+    excess = sum(e.size for e in entries) - config.cache_max_bytes()
+    for entry in entries:
+        if excess <= 0:
+            break
+        if entry.path == keep:
+            continue
+        try:
+            with _lock(root, entry.key, timeout=0):
+                _remove_tree(root, entry.path)
+        except filelock.Timeout:
+            continue
+        excess -= entry.size
