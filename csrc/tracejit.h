@@ -208,4 +208,34 @@ static inline int64_t tj_remainder_i64(int64_t a, int64_t b) {
     return (r != 0 && (r < 0) != (b < 0)) ? r + b : r;
 }
 
+/* ---------------------------------------------------------------------------------
+ * 4. Helpers named by the elementwise c_expr templates (ops/elementwise.py):
+ *    tj_abs_{t}, tj_power_{t}. Added by the C backend.
+ * --------------------------------------------------------------------------------- */
+
+/* np.abs: fabs clears the sign bit (abs(-0.0) is 0.0, nan stays nan); integers wrap at MIN. */
+static inline float tj_abs_f32(float x) { return fabsf(x); }
+static inline double tj_abs_f64(double x) { return fabs(x); }
+static inline int32_t tj_abs_i32(int32_t x) { return x < 0 ? (int32_t)(0u - (uint32_t)x) : x; }
+static inline int64_t tj_abs_i64(int64_t x) { return x < 0 ? (int64_t)(0u - (uint64_t)x) : x; }
+
+/* np.power on floats is libm pow (libmvec vectorizes it). The common small integer
+ * exponents are exact products; with a literal exponent gcc folds
+ * the selects away and no pow call remains. */
+static inline float tj_power_f32(float a, float b) {
+    return b == 2.0f ? a * a : (b == 1.0f ? a : powf(a, b));
+}
+static inline double tj_power_f64(double a, double b) {
+    return b == 2.0 ? a * a : (b == 1.0 ? a : pow(a, b));
+}
+/* Integer power by squaring, wrapping like numpy; a negative exponent (numpy raises) gives 0
+ * except for bases 1 and -1. */
+static inline int64_t tj_power_i64(int64_t a, int64_t b) {
+    if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
+    uint64_t result = 1, base = (uint64_t)a;
+    while (b) { if (b & 1) result *= base; base *= base; b >>= 1; }
+    return (int64_t)result;
+}
+static inline int32_t tj_power_i32(int32_t a, int32_t b) { return (int32_t)tj_power_i64(a, b); }
+
 #endif /* TRACEJIT_H */

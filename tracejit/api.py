@@ -216,3 +216,169 @@ def jit(fun=None, *, static_argnums=(), static_argnames=()):
     if fun is None:
         return lambda f: Jitted(f, static_argnums, static_argnames)
     return Jitted(fun, static_argnums, static_argnames)
+
+
+# ---- derivatives: grad, value_and_grad, vjp, make_ir (the graph work is in autodiff/) ------
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """fun's value and its gradient with respect to `argnums`, from a derivative graph (IR to IR).
+
+    Returns `(value, grads)`, or `((value, aux), grads)` with has_aux. Gradients mirror the pytree
+    and dtype of each differentiated argument; a tuple of them when argnums is a tuple.
+    """
+    from .autodiff.transforms import normalize_argnums
+
+    nums = normalize_argnums(argnums, "value_and_grad")
+
+    def value_and_grad_fun(*args, **kwargs):
+        return _value_and_grad(fun, args, kwargs, nums, isinstance(argnums, int), has_aux)
+
+    _name_wrapper(value_and_grad_fun, fun, "value_and_grad")
+    return value_and_grad_fun
+
+
+def grad(fun, argnums=0, has_aux=False):
+    """The gradient of a scalar function with respect to `argnums`; `(grads, aux)` with has_aux."""
+    value_and_grad_fun = value_and_grad(fun, argnums, has_aux)
+
+    def grad_fun(*args, **kwargs):
+        value, grads = value_and_grad_fun(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    _name_wrapper(grad_fun, fun, "grad")
+    return grad_fun
+
+
+def vjp(fun, *primals, has_aux=False):
+    """`(out, vjp_fn)` (or `(out, vjp_fn, aux)`): vjp_fn(cotangent) returns one gradient per primal,
+    as a tuple. Integer and bool primals get zero gradients of their own dtype."""
+    from .autodiff.transforms import DiffArgs, split_outputs, trace_call
+    from .autodiff.vjp import vjp_graph
+    from .ir.graph import Graph
+
+    diff_args = DiffArgs.of(fun, primals, {})
+    nums = tuple(range(len(primals)))
+    traced = trace_call(fun, diff_args, _fun_name(fun), _arg_names(fun, primals, {}, ()))
+    out_tree, aux_tree = split_outputs(traced, has_aux, "vjp")
+    n_out = out_tree.num_leaves
+    joint = vjp_graph(traced.graph, diff_args.wrt(nums), seeds=range(n_out), name=f"vjp_{_fun_name(fun)}")
+    inputs = list(diff_args.leaves) + list(traced.captured)
+    outs = _run_graph(traced.graph, inputs, traced.out_weak)
+    grads_graph = Graph(joint.inputs, joint.nodes, joint.outputs[len(traced.graph.outputs):], joint.name)
+    if not is_tracing():  # eager: run the passes once, not at every vjp_fn call
+        from .passes.pipeline import optimize
+
+        grads_graph = optimize(grads_graph)
+    out_values = traced.graph.outputs[:n_out]
+
+    def vjp_fn(cotangent):
+        ct_leaves = _cotangent_leaves(cotangent, out_tree, out_values)
+        grads = _run_graph(grads_graph, inputs + ct_leaves, _weak_flags(diff_args.leaves), optimized=True)
+        return diff_args.grads_tree(grads, nums, single=False)
+
+    out = pytree.unflatten(out_tree, outs[:n_out])
+    if has_aux:
+        return out, vjp_fn, pytree.unflatten(aux_tree, outs[n_out:])
+    return out, vjp_fn
+
+
+class IR:
+    """What `tj.make_ir(fun)(*args)` returns: str() is the IR text; `.graph`; `.python()`."""
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def __str__(self) -> str:
+        return str(self.graph)
+
+    __repr__ = __str__
+
+    def python(self) -> str:
+        """The graph as readable numpy source: one statement per node, runnable."""
+        from .ir.python import to_python
+
+        return to_python(self.graph)
+
+
+def make_ir(fun, *, static_argnums=(), static_argnames=(), optimize=True):
+    """`make_ir(fun)(*args)` traces fun (forward and, where fun calls grad, backward) and returns
+    an IR object. optimize=True shows the graph after simplify, CSE and DCE (what jit compiles)."""
+
+    def traced_ir(*args, **kwargs):
+        from .passes.pipeline import optimize as run_passes
+
+        traced = Jitted(fun, static_argnums, static_argnames)._trace(args, kwargs)
+        return IR(run_passes(traced.graph) if optimize else traced.graph)
+
+    return traced_ir
+
+
+def _value_and_grad(fun, args, kwargs, nums, single, has_aux):
+    from .autodiff.transforms import DiffArgs, check_scalar_output, split_outputs, trace_call
+    from .autodiff.vjp import vjp_graph
+
+    what = "grad" if not has_aux else "grad(has_aux=True)"
+    diff_args = DiffArgs.of(fun, args, kwargs)
+    diff_args.check_argnums(nums, what)
+    nums = tuple(n % len(args) for n in nums)
+    diff_args.check_float(nums, what)
+    traced = trace_call(fun, diff_args, _fun_name(fun), _arg_names(fun, args, kwargs, ()))
+    out_tree, _ = split_outputs(traced, has_aux, what)
+    check_scalar_output(traced, out_tree, has_aux, what)
+    wrt = diff_args.wrt(nums)
+    joint = vjp_graph(traced.graph, wrt, seeds=[0], ones=True, name=f"grad_{_fun_name(fun)}")
+    weak = list(traced.out_weak) + [_weak_flags(diff_args.leaves)[i] for i in wrt]
+    outs = _run_graph(joint, list(diff_args.leaves) + list(traced.captured), weak)
+    n_fwd = len(traced.graph.outputs)
+    value = pytree.unflatten(traced.out_treedef, outs[:n_fwd])
+    return value, diff_args.grads_tree(outs[n_fwd:], nums, single)
+
+
+def _run_graph(graph, inputs, weak, optimized=False):
+    """Inside a trace, inline `graph` and return tracers; otherwise evaluate it (after the passes,
+    unless already `optimized`) with the reference interpreter and return numpy arrays."""
+    from .trace.tracing import bind_graph, current_trace
+    from .trace.tracer import Tracer, to_value
+
+    if is_tracing():
+        tr = current_trace()
+        outs = bind_graph(graph, [to_value(x, tr) for x in inputs], tr)
+        return [Tracer(tr, v, w) for v, w in zip(outs, weak)]
+    from .ir.interpret import evaluate
+    from .passes.pipeline import optimize
+
+    graph = graph if optimized else optimize(graph)
+    return [np.array(o) for o in evaluate(graph, [np.asarray(x) for x in inputs])]
+
+
+def _cotangent_leaves(cotangent, out_tree, out_values) -> list:
+    """The user's cotangent as leaves with the outputs' shapes and dtypes (checked, then cast)."""
+    from .errors import ShapeError
+    from .trace.tracer import Tracer
+
+    leaves, tree = pytree.flatten(cotangent)
+    if tree != out_tree:
+        raise TypeError(f"vjp_fn: the cotangent has structure {tree!r}, but the function's output has {out_tree!r}")
+    coerced = []
+    for leaf, value in zip(leaves, out_values):
+        shape = tuple(leaf.shape) if isinstance(leaf, Tracer) else np.shape(leaf)
+        if shape != tuple(value.shape):
+            raise ShapeError(f"vjp_fn: cotangent of shape {shape} for an output of type {value.type_str}")
+        if isinstance(leaf, Tracer):
+            coerced.append(leaf if leaf.dtype == value.dtype else leaf.astype(value.dtype))
+        else:
+            coerced.append(np.asarray(leaf, dtype=value.dtype))
+    return coerced
+
+
+def _weak_flags(leaves) -> list[bool]:
+    return [ArgSpec.of(leaf).weak for leaf in leaves]
+
+
+def _fun_name(fun) -> str:
+    return getattr(fun, "__name__", "fun").replace("<lambda>", "lambda")
+
+
+def _name_wrapper(wrapper, fun, prefix: str) -> None:
+    """The wrapper looks like fun to inspect (parameter names name the IR inputs), named prefix_fun."""
+    functools.update_wrapper(wrapper, fun)
+    wrapper.__name__ = wrapper.__qualname__ = f"{prefix}_{_fun_name(fun)}"

@@ -68,7 +68,7 @@ def describe(lowered, name: str | None = None, fun=None, static=()) -> Record:
         traced_ir=lowered.traced_ir,
         optimized_ir=optimized_text(executable),
         c_source=executable.c_source,
-        python=python_text(graph),
+        python=python_text(getattr(executable, "graph", graph)),  # the optimized graph, as make_ir shows
     )
 
 

@@ -92,14 +92,29 @@ def parse(argv: list[str]) -> argparse.Namespace:
         argv, script_args = argv[:cut], argv[cut + 1:]
     if argv[:1] == ["bench"] and argv[1:] not in (["-h"], ["--help"]):
         argv, script_args = ["bench"], argv[1:]  # everything is the runner's, even `--quick`
-    opts = build_parser().parse_args(argv)
+    parser = build_parser()
+    opts, extra = parser.parse_known_args(argv)
+    if extra and opts.command == "dump" and not any(x.startswith("-") for x in extra):
+        opts.specs += extra  # specs after options: argparse stops filling a positional at the first option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(x for x in extra if x.startswith('-')) or extra[0]}")
     opts.script_args = script_args
     if opts.command == "bench":
         opts.bench_args = script_args[1:] if script_args[:1] == ["--"] else script_args
-    if opts.command == "dump" and opts.grad and ("=" in opts.grad or "[" in opts.grad):
-        opts.specs.insert(0, opts.grad)  # `--grad x=f32[3]`: the spec is not a --grad value
-        opts.grad = ""
+    if opts.command == "dump" and opts.grad:
+        _unswallow_grad(opts)
     return opts
+
+
+def _unswallow_grad(opts) -> None:
+    """`--grad` takes an optional value, so `--grad x=f32[3]` or `--grad f.py:loss` gave it one
+    that belongs to the positionals: put it back."""
+    if ".py" in opts.grad:
+        opts.specs.insert(0, opts.target)
+        opts.target, opts.grad = opts.grad, ""
+    elif "=" in opts.grad or "[" in opts.grad:
+        opts.specs.insert(0, opts.grad)
+        opts.grad = ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,14 +145,14 @@ def _dispatch(opts) -> int:
 
 
 def _failed(exc: Exception) -> int:
-    """tracejit's own errors are written for users: show the message; anything else: a traceback."""
+    """tracejit's own errors are written for users: the message alone. Anything else: a traceback
+    of the user's frames (TRACEJIT_DEBUG=1 shows tracejit's frames too)."""
+    from .. import config
     from ..errors import TracejitError
+    from .output import print_traceback
 
-    cause = exc.__cause__ or exc
-    if isinstance(cause, TracejitError):
-        print(f"tracejit: {type(cause).__name__}: {cause}", file=sys.stderr)
+    if isinstance(exc, TracejitError):
+        print(f"tracejit: {type(exc).__name__}: {exc}", file=sys.stderr)
     else:
-        import traceback
-
-        traceback.print_exception(cause)
+        print_traceback(exc, only_user_frames=config.debug_level() < 1)
     return 1

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-import traceback
 from pathlib import Path
 
-from .. import dump
+from .. import config, dump
 from . import target
-from .output import header, highlight, progress
+from .output import header, highlight, print_traceback, progress
 from .target import UsageError
 
 LANGUAGE = {"traced_ir": "ir", "optimized_ir": "ir", "c_source": "c", "python": "py"}
@@ -43,11 +42,13 @@ def run_function(path: Path, func: str, opts, color: bool) -> int:
     args, kwargs = target.example_args(fun, opts.specs + opts.arg, opts.args_from, module, path)
     label, to_trace = _maybe_grad(fun, func, opts.grad, len(args))
     if opts.format == "py":
-        return _print_python(to_trace, args, kwargs, label, color)
+        return _print_python(to_trace, args, kwargs, color)
     with progress(f"tracing and compiling {label}"):
         rec = _record(fun, to_trace, label, args, kwargs)
     if opts.out:
         return _report_written([rec], dump.write(opts.out, rec).parent)
+    if config.dump_dir() is not None:  # TRACEJIT_DUMP=DIR writes what --out would, in every mode
+        dump.write(config.dump_dir(), rec)
     print(render(rec, opts.format, color, with_title=False))
     return 0
 
@@ -56,52 +57,28 @@ def _maybe_grad(fun, name: str, grad: str | None, nargs: int):
     """(label, function to trace): `fun` itself, or value_and_grad(fun, argnums) for --grad."""
     if grad is None:
         return name, fun
-    import tracejit as tj
+    from ..api import value_and_grad
 
-    if not hasattr(tj, "value_and_grad"):
-        raise UsageError("--grad needs tj.value_and_grad, which this tracejit build does not have yet")
     argnums = target.grad_argnums(fun, grad, nargs)
     shown = argnums[0] if len(argnums) == 1 else argnums
-    return f"value_and_grad({name}, argnums={shown})", tj.value_and_grad(fun, argnums=shown)
+    return f"value_and_grad({name}, argnums={shown})", value_and_grad(fun, argnums=shown)
 
 
 def _record(fun, to_trace, label: str, args, kwargs) -> dump.Record:
     from ..api import Jitted, _split_static, jit
 
     jitted = to_trace if isinstance(to_trace, Jitted) else jit(to_trace)
-    try:
-        lowered = jitted.lower(*args, **kwargs)
-        static = _split_static(args, kwargs, jitted.static_argnums, jitted.static_argnames)[2]
-        return dump.describe(lowered, name=label, fun=fun, static=static)
-    except Exception as exc:
-        raise _TracingFailed(label, exc) from exc
+    lowered = jitted.lower(*args, **kwargs)  # errors in the user's code reach main(), which shows them
+    static = _split_static(args, kwargs, jitted.static_argnums, jitted.static_argnames)[2]
+    return dump.describe(lowered, name=label, fun=fun, static=static)
 
 
-def _print_python(to_trace, args, kwargs, label: str, color: bool) -> int:
-    import tracejit as tj
+def _print_python(to_trace, args, kwargs, color: bool) -> int:
+    """The readable numpy source of the (optimized) graph, as tj.make_ir(f)(*args).python() gives it."""
+    from ..api import make_ir
 
-    make_ir = getattr(tj, "make_ir", None)
-    if make_ir is None:
-        print("tracejit dump: --format py needs tj.make_ir(f)(*args).python(), which this tracejit "
-              "build does not have yet; use --format ir", file=sys.stderr)
-        return 1
-    try:
-        ir = make_ir(to_trace)(*args, **kwargs)
-    except Exception as exc:
-        raise _TracingFailed(label, exc) from exc
-    if not hasattr(ir, "python"):
-        print("tracejit dump: --format py needs the .python() renderer of tj.make_ir, which this "
-              "tracejit build does not have yet; use --format ir", file=sys.stderr)
-        return 1
-    print(highlight(ir.python().rstrip("\n"), "py", color))
+    print(highlight(make_ir(to_trace)(*args, **kwargs).python().rstrip("\n"), "py", color))
     return 0
-
-
-class _TracingFailed(Exception):
-    """The user's function failed to trace or compile: exit 1 with tracejit's own message."""
-
-    def __init__(self, label: str, exc: Exception):
-        super().__init__(f"tracing {label} failed:\n{type(exc).__name__}: {exc}")
 
 
 # ---- a whole script ---------------------------------------------------------------------------
@@ -144,7 +121,7 @@ def _print_exit(message) -> int:
 
 
 def _user_code_failed(what: str) -> int:
-    traceback.print_exc()
+    print_traceback(sys.exc_info()[1], only_user_frames=False)
     print(f"tracejit dump: {what} raised the error above", file=sys.stderr)
     return 1
 

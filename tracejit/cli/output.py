@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 
 RESET, BOLD, DIM = "\033[0m", "\033[1m", "\033[2m"
 CYAN, GREEN, YELLOW, MAGENTA, BLUE = "\033[36m", "\033[32m", "\033[33m", "\033[35m", "\033[34m"
@@ -93,3 +94,21 @@ class progress:
             if self._shown:
                 self.stream.write("\r\033[K")
                 self.stream.flush()
+
+
+def print_traceback(exc: BaseException, *, only_user_frames: bool, stream=None) -> None:
+    """A traceback without the command's own frames (runpy, tracejit.cli); with only_user_frames,
+    without tracejit's and numpy's either, so an error in traced code points at the user's lines."""
+    from ..errors import _is_internal
+
+    cli_dir = os.path.dirname(os.path.abspath(__file__))
+    frames = traceback.extract_tb(exc.__traceback__)
+    while frames and (frames[0].filename.startswith((cli_dir, "<frozen")) or
+                      "runpy" in os.path.basename(frames[0].filename)):
+        frames.pop(0)
+    if only_user_frames:
+        frames = [f for f in frames if not _is_internal(f.filename)]
+    stream = stream or sys.stderr
+    if frames:
+        stream.write("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)))
+    stream.write("".join(traceback.format_exception_only(exc)))

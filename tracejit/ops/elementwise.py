@@ -132,8 +132,11 @@ sign_p = _elementwise("sign", np.sign, "tj_sign_{t}({0})", zero_vjp=True)
 
 # ---- binary arithmetic --------------------------------------------------------------------
 add_p = _elementwise("add", np.add, "({0} + {1})", commutative=True, vjp=_binary(lambda b, ct, x, y, z: (ct, ct)))
-subtract_p = _elementwise("subtract", np.subtract, "({0} - {1})",
-                          vjp=_binary(lambda b, ct, x, y, z: (ct, neg(b, ct))))
+subtract_p = _elementwise(  # negate after summing over broadcast axes: the same bits, less work
+    "subtract", np.subtract, "({0} - {1})",
+    vjp=lambda b, node, ct: [unbroadcast(b, ct, node.inputs[0].shape),
+                             neg(b, unbroadcast(b, ct, node.inputs[1].shape))],
+)
 multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", commutative=True,
                           vjp=_binary(lambda b, ct, x, y, z: (mul(b, ct, y), mul(b, ct, x))))
 divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", FLOAT_ONLY,

@@ -46,5 +46,17 @@ def _scatter_add_reference(updates, *indices, shape):
     return out
 
 
-gather_p = register(Primitive("gather", Kind.GATHER, _gather_rule, _gather_reference))
-scatter_add_p = register(Primitive("scatter_add", Kind.SCATTER, _scatter_add_rule, _scatter_add_reference))
+def _gather_vjp(b, node, ct):
+    x, *indices = node.inputs
+    return [b.emit("scatter_add", ct, *indices, shape=x.shape)] + [None] * len(indices)
+
+
+def _scatter_add_vjp(b, node, ct):
+    _, *indices = node.inputs
+    return [b.emit("gather", ct, *indices)] + [None] * len(indices)
+
+
+gather_p = register(Primitive("gather", Kind.GATHER, _gather_rule, _gather_reference, vjp=_gather_vjp))
+scatter_add_p = register(
+    Primitive("scatter_add", Kind.SCATTER, _scatter_add_rule, _scatter_add_reference, vjp=_scatter_add_vjp)
+)

@@ -10,6 +10,7 @@ from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from .registry import Aval, Kind, Primitive, register
 from .shape_util import broadcast_shapes
+from .vjp_util import unbroadcast
 
 
 def _matmul_rule(a, b):
@@ -25,4 +26,17 @@ def _matmul_rule(a, b):
     return Aval(batch + (a.shape[-2], b.shape[-1]), a.dtype)
 
 
-matmul_p = register(Primitive("matmul", Kind.MATMUL, _matmul_rule, np.matmul))
+def _matmul_vjp(b, node, ct):
+    """ct_a = ct @ b^T, ct_b = a^T @ ct, each summed over the batch axes it was broadcast along."""
+    a, w = node.inputs
+    ct_a = b.emit("matmul", ct, _swap_last(b, w))
+    ct_w = b.emit("matmul", _swap_last(b, a), ct)
+    return [unbroadcast(b, ct_a, a.shape), unbroadcast(b, ct_w, w.shape)]
+
+
+def _swap_last(b, x):
+    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return b.emit("transpose", x, perm=perm)
+
+
+matmul_p = register(Primitive("matmul", Kind.MATMUL, _matmul_rule, np.matmul, vjp=_matmul_vjp))

@@ -10,6 +10,7 @@ from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from .registry import Aval, Kind, Primitive, register
 from .shape_util import reduced_shape
+from .vjp_util import astype, broadcast_back, const, div, eq, mul, where, with_reduced_axes
 
 
 def _reduce_rule(name, result_dtype=None):
@@ -53,10 +54,41 @@ def _arg_rule(name):
     return rule
 
 
-sum_p = register(Primitive("sum", Kind.REDUCE, _reduce_rule("sum"), _reference(np.sum)))
-prod_p = register(Primitive("prod", Kind.REDUCE, _reduce_rule("prod"), _reference(np.prod)))
-max_p = register(Primitive("max", Kind.REDUCE, _reduce_rule("max"), _reference(np.max, keep_dtype=False)))
-min_p = register(Primitive("min", Kind.REDUCE, _reduce_rule("min"), _reference(np.min, keep_dtype=False)))
+def _sum_vjp(b, node, ct):
+    return [broadcast_back(b, ct, node.inputs[0].shape, node.params["axes"])]
+
+
+def _prod_vjp(b, node, ct):
+    """d prod / d x_i = the product of the other factors, exact with zeros: out / x_i when no factor
+    is zero; at the only zero, the product of the rest; 0 when two or more factors are zero."""
+    (x,), axes = node.inputs, node.params["axes"]
+    zero, one = const(b, 0, x), const(b, 1, x)
+    is_zero = eq(b, x, zero)
+    nonzero = where(b, is_zero, one, x)
+    rest = with_reduced_axes(b, b.emit("prod", nonzero, axes=axes), x.shape, axes)
+    n_zeros = with_reduced_axes(b, b.emit("sum", astype(b, is_zero, dtype=x.dtype), axes=axes), x.shape, axes)
+    at_zero = where(b, eq(b, n_zeros, one), rest, zero)
+    elsewhere = where(b, eq(b, n_zeros, zero), div(b, rest, nonzero), zero)
+    return [mul(b, with_reduced_axes(b, ct, x.shape, axes), where(b, is_zero, at_zero, elsewhere))]
+
+
+def _chooser_vjp(b, node, ct):
+    """max/min: the cotangent goes to the elements equal to the result, split equally among tied
+    ones (JAX's rule for reduce_max/reduce_min). A NaN result gives NaN cotangents."""
+    (x,), axes = node.inputs, node.params["axes"]
+    hit = astype(b, eq(b, x, with_reduced_axes(b, node.out, x.shape, axes)), dtype=x.dtype)
+    share = div(b, ct, b.emit("sum", hit, axes=axes))
+    return [mul(b, hit, with_reduced_axes(b, share, x.shape, axes))]
+
+
+sum_p = register(Primitive("sum", Kind.REDUCE, _reduce_rule("sum"), _reference(np.sum), vjp=_sum_vjp))
+prod_p = register(Primitive("prod", Kind.REDUCE, _reduce_rule("prod"), _reference(np.prod), vjp=_prod_vjp))
+max_p = register(
+    Primitive("max", Kind.REDUCE, _reduce_rule("max"), _reference(np.max, keep_dtype=False), vjp=_chooser_vjp)
+)
+min_p = register(
+    Primitive("min", Kind.REDUCE, _reduce_rule("min"), _reference(np.min, keep_dtype=False), vjp=_chooser_vjp)
+)
 argmax_p = register(Primitive("argmax", Kind.REDUCE, _arg_rule("argmax"), _arg_reference(np.argmax), zero_vjp=True))
 argmin_p = register(Primitive("argmin", Kind.REDUCE, _arg_rule("argmin"), _arg_reference(np.argmin), zero_vjp=True))
 

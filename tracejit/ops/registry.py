@@ -36,6 +36,8 @@ class Primitive:
         the GraphBuilder `b`, never computes numbers. None means "not differentiable".
     zero_vjp: piecewise-constant op (floor, sign, comparisons): its inputs get zero cotangents.
     c_expr(args, in_dtypes, out_dtype, **params) -> C expression; elementwise ops only.
+    prune_outputs(node, live) -> the node without the outputs whose `live` flag is False (control
+        flow: drops them from its regions too); None means every output is kept while one is live.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Primitive:
     c_expr: Callable | None = None
     multiple_results: bool = False
     commutative: bool = False
+    prune_outputs: Callable | None = None
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"

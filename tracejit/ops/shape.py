@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from .registry import Aval, Kind, Primitive, register
 from .shape_util import broadcast_shapes, size_of
+from .vjp_util import unbroadcast, zeros
 
 
 def _reshape_rule(x, *, shape):
@@ -54,14 +55,64 @@ def _concatenate_rule(*xs, axis):
     return Aval(tuple(shape), first.dtype)
 
 
-reshape_p = register(Primitive("reshape", Kind.SHAPE, _reshape_rule, lambda x, *, shape: np.reshape(x, shape)))
-transpose_p = register(Primitive("transpose", Kind.SHAPE, _transpose_rule, lambda x, *, perm: np.transpose(x, perm)))
-broadcast_to_p = register(
-    Primitive("broadcast_to", Kind.SHAPE, _broadcast_rule, lambda x, *, shape: np.broadcast_to(x, shape).copy())
+def _reshape_vjp(b, node, ct):
+    return [b.emit("reshape", ct, shape=node.inputs[0].shape)]
+
+
+def _transpose_vjp(b, node, ct):
+    return [b.emit("transpose", ct, perm=tuple(int(i) for i in np.argsort(node.params["perm"])))]
+
+
+def _slice_vjp(b, node, ct):
+    """The cotangent put back where the slice read it, zeros elsewhere: unit steps pad with zero
+    blocks (concatenate); strided slices scatter_add to the positions they read."""
+    x, p = node.inputs[0], node.params
+    if ct.size == 0:
+        return [zeros(b, x.shape, x.dtype)]
+    if all(step == 1 for step in p["steps"]):
+        return [_pad_with_zeros(b, ct, x.shape, p["starts"], p["stops"])]
+    positions = [np.arange(*axis) for axis in zip(p["starts"], p["stops"], p["steps"])]  # stop -1: to the start
+    indices = [b.constant(_along(pos, axis, x.ndim).astype(np.int64)) for axis, pos in enumerate(positions)]
+    return [b.emit("scatter_add", ct, *indices, shape=x.shape)]
+
+
+def _along(values, axis, ndim):
+    return values.reshape([-1 if a == axis else 1 for a in range(ndim)])
+
+
+def _pad_with_zeros(b, ct, shape, starts, stops):
+    for axis, (start, stop, size) in enumerate(zip(starts, stops, shape)):
+        block = lambda n: zeros(b, ct.shape[:axis] + (n,) + ct.shape[axis + 1:], ct.dtype)  # noqa: E731
+        parts = ([block(start)] if start else []) + [ct] + ([block(size - stop)] if stop < size else [])
+        if len(parts) > 1:
+            ct = b.emit("concatenate", *parts, axis=axis)
+    return ct
+
+
+def _concatenate_vjp(b, node, ct):
+    axis, offset, cts = node.params["axis"], 0, []
+    for x in node.inputs:
+        starts = tuple(offset if a == axis else 0 for a in range(x.ndim))
+        stops = tuple(offset + x.shape[a] if a == axis else d for a, d in enumerate(ct.shape))
+        cts.append(b.emit("slice", ct, starts=starts, stops=stops, steps=(1,) * x.ndim))
+        offset += x.shape[axis]
+    return cts
+
+
+reshape_p = register(
+    Primitive("reshape", Kind.SHAPE, _reshape_rule, lambda x, *, shape: np.reshape(x, shape), vjp=_reshape_vjp)
 )
-slice_p = register(Primitive("slice", Kind.SHAPE, _slice_rule, _slice_reference))
+transpose_p = register(
+    Primitive("transpose", Kind.SHAPE, _transpose_rule, lambda x, *, perm: np.transpose(x, perm), vjp=_transpose_vjp)
+)
+broadcast_to_p = register(
+    Primitive("broadcast_to", Kind.SHAPE, _broadcast_rule, lambda x, *, shape: np.broadcast_to(x, shape).copy(),
+              vjp=lambda b, node, ct: [unbroadcast(b, ct, node.inputs[0].shape)])
+)
+slice_p = register(Primitive("slice", Kind.SHAPE, _slice_rule, _slice_reference, vjp=_slice_vjp))
 concatenate_p = register(
-    Primitive("concatenate", Kind.SHAPE, _concatenate_rule, lambda *xs, axis: np.concatenate(xs, axis=axis))
+    Primitive("concatenate", Kind.SHAPE, _concatenate_rule, lambda *xs, axis: np.concatenate(xs, axis=axis),
+              vjp=_concatenate_vjp)
 )
 
 SHAPE_OPS = [reshape_p, transpose_p, broadcast_to_p, slice_p, concatenate_p]

@@ -11,10 +11,19 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     kept = []
     for node in reversed(graph.nodes):
         if any(v in live for v in node.outputs):
+            node = _prune_outputs(node, live)
             node = _prune_regions(node)
             kept.append(node)
             live.update(node.inputs)
     return replace(graph, nodes=tuple(reversed(kept)))
+
+
+def _prune_outputs(node, live):
+    """Control flow drops the outputs nobody reads (its own rule says which it can drop safely)."""
+    flags = [v in live for v in node.outputs]
+    if node.prim.prune_outputs is None or all(flags):
+        return node
+    return node.prim.prune_outputs(node, flags)
 
 
 def _prune_regions(node):

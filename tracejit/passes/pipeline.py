@@ -10,9 +10,11 @@ from .. import config
 from ..ir.graph import Graph
 from ..ir.printer import format_graph
 from ..ir.verify import verify
+from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .simplify import simplify
 
-PASSES = [eliminate_dead_code]
+PASSES = [simplify, eliminate_common_subexpressions, eliminate_dead_code]
 
 
 def optimize(graph: Graph, verify_each: bool | None = None) -> Graph:

@@ -131,7 +131,9 @@ def apply_ufunc(ufunc, operands):
     if prim is None:
         raise UnsupportedOperation(ufunc.__name__)
     try:
-        resolved = ufunc.resolve_dtypes(tuple(_weak_descriptor(x) for x in operands) + (None,) * ufunc.nout)
+        # all operands weak (Python scalars, loop counters): numpy has no rule for (int, int) comparisons
+        describe = _dtype_of if all(_is_weak(x) for x in operands) else _weak_descriptor
+        resolved = ufunc.resolve_dtypes(tuple(describe(x) for x in operands) + (None,) * ufunc.nout)
     except Exception as exc:
         types = ", ".join(str(_dtype_of(x)) for x in operands)
         raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None

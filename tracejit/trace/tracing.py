@@ -165,7 +165,8 @@ def bind_graph(graph: Graph, inputs: list[Value], trace: Trace) -> list[Value]:
     env: dict[Value, Value] = dict(zip(graph.inputs, inputs))
     b = trace.builder
     for node in graph.nodes:
-        outs = b.emit(node.prim, *[env[v] for v in node.inputs], loc=node.loc, **node.params)
+        hint = node.outputs[0].name if len(node.outputs) == 1 and not node.outputs[0].name.isdigit() else None
+        outs = b.emit(node.prim, *[env[v] for v in node.inputs], loc=node.loc, name=hint, **node.params)
         outs = outs if node.prim.multiple_results else [outs]
         env.update(zip(node.outputs, outs))
     return [env[v] for v in graph.outputs]

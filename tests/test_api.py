@@ -1,0 +1,235 @@
+"""The public transformations: jit's signature handling, grad/vjp composed with jit, make_ir and
+its numpy rendering. Results are compared with numpy running the same code."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import pytree
+from tracejit.ir.interpret import evaluate
+
+
+# ---- jit: signatures, retracing, pytrees, dtypes -----------------------------------------------
+def counting(fun):
+    """fun plus a counter of how often Python runs its body (= how often it is traced)."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return fun(*args, **kwargs)
+
+    wrapper.__name__ = fun.__name__
+    wrapper.__wrapped__ = fun
+    return wrapper, calls
+
+
+def test_retrace_only_on_new_shapes_and_dtypes():
+    fun, calls = counting(lambda x: np.tanh(x) * 2.0)
+    f = tj.jit(fun)
+    for shape in [(3,), (3,), (4,), (3,)]:
+        x = np.linspace(-1, 1, shape[0]).astype(np.float32)
+        out = f(x)
+        np.testing.assert_allclose(out, np.tanh(x) * 2.0, rtol=1e-6)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert len(calls) == 2
+    f(np.ones(3, np.float64))
+    assert len(calls) == 3
+
+
+def test_static_argnums_and_argnames():
+    fun, calls = counting(lambda x, n, scale=1.0: sum(x ** k for k in range(n)) * scale)
+    f = tj.jit(fun, static_argnums=1, static_argnames="scale")
+    x = np.array([0.5, 2.0], np.float32)
+    for n, scale in [(2, 1.0), (3, 1.0), (3, 1.0), (3, 2.0)]:
+        got = f(x, n, scale=scale)
+        np.testing.assert_allclose(got, sum(x ** k for k in range(n)) * scale, rtol=1e-6)
+    assert len(calls) == 3  # three distinct static signatures, each traced once
+
+    @tj.jit(static_argnums=(1,))
+    def power_sum(x, k):
+        return np.sum(x ** k)
+
+    assert power_sum(x, 2) == pytest.approx(np.sum(x ** 2))
+
+
+def test_pytrees_in_and_out():
+    @tj.jit
+    def f(tree):
+        a, (b, c) = tree["a"], tree["pair"]
+        return {"sum": a + b, "list": [a * c, None], "tuple": (c,)}
+
+    tree = {"a": np.ones(3, np.float32), "pair": (np.arange(3, dtype=np.float32), np.float32(2.0))}
+    out = f(tree)
+    assert sorted(out) == ["list", "sum", "tuple"] and out["list"][1] is None
+    np.testing.assert_array_equal(out["sum"], tree["a"] + tree["pair"][0])
+    np.testing.assert_array_equal(out["list"][0], tree["a"] * 2.0)
+    assert out["tuple"][0].dtype == np.float32
+
+
+@pytest.mark.parametrize("other", [0.5, 2, np.float32(0.5), np.float64(0.5), np.array(0.5)])
+def test_dtypes_follow_numpy_promotion(other):
+    x = np.linspace(0, 1, 4).astype(np.float32)
+    f = tj.jit(lambda x, s: x * s + 1.0)
+    got, want = f(x, other), x * other + 1.0
+    assert isinstance(got, np.ndarray) and got.dtype == want.dtype, (got.dtype, want.dtype)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_lower_shows_ir():
+    lowered = tj.jit(lambda x: np.exp(x) + np.exp(x)).lower(np.ones(3, np.float32))
+    assert "exp" in lowered.ir and "def " in lowered.ir
+
+
+# ---- the API.md training step --------------------------------------------------------------------
+@tj.jit
+def train_step(params, x, y, lr):
+    def loss_fn(p):
+        h = np.tanh(x @ p["W1"] + p["b1"])
+        logits = h @ p["W2"] + p["b2"]
+        m = logits.max(axis=1, keepdims=True)
+        logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+        return -logp[np.arange(x.shape[0]), y].mean()
+
+    loss, grads = tj.value_and_grad(loss_fn)(params)
+    return {k: params[k] - lr * grads[k] for k in params}, loss
+
+
+def mlp_problem():
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.standard_normal((8, 16)) / np.sqrt(8), "b1": np.zeros(16),
+              "W2": rng.standard_normal((16, 4)) / 4.0, "b2": np.zeros(4)}
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    x = rng.standard_normal((32, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
+    return params, x, y
+
+
+def test_api_example_train_step_matches_eager_grad_and_learns():
+    params, x, y = mlp_problem()
+    new_params, loss = train_step(params, x, y, 0.5)
+    assert loss.dtype == np.float32 and all(v.dtype == np.float32 for v in new_params.values())
+
+    def loss_fn(p):
+        h = np.tanh(x @ p["W1"] + p["b1"])
+        logits = h @ p["W2"] + p["b2"]
+        m = logits.max(axis=1, keepdims=True)
+        logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+        return -logp[np.arange(x.shape[0]), y].mean()
+
+    np.testing.assert_allclose(loss, loss_fn(params), rtol=1e-5)
+    grads = tj.grad(loss_fn)(params)
+    for k in params:
+        np.testing.assert_allclose(new_params[k], params[k] - np.float32(0.5) * grads[k], rtol=1e-5, atol=1e-6)
+    losses = [loss]
+    for _ in range(30):
+        params, loss = train_step(params, x, y, 0.5)
+        losses.append(loss)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_value_and_grad_with_static_argument_inside_jit():
+    @tj.jit(static_argnums=2)
+    def f(w, x, squared):
+        loss = (lambda w: np.sum((x @ w) ** 2)) if squared else (lambda w: np.sum(np.abs(x @ w)))
+        return tj.value_and_grad(loss)(w)
+
+    rng = np.random.default_rng(1)
+    w, x = rng.standard_normal(3), rng.standard_normal((4, 3))
+    value, g = f(w, x, True)
+    np.testing.assert_allclose(value, np.sum((x @ w) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(g, 2 * x.T @ (x @ w), rtol=1e-12)
+    _, g = f(w, x, False)
+    np.testing.assert_allclose(g, x.T @ np.sign(x @ w), rtol=1e-12)
+
+
+# ---- make_ir and the numpy rendering ---------------------------------------------------------
+def w4_like_loss(params, x, y):
+    h = x
+    for i in (1, 2):
+        h = np.tanh(h @ params[f"W{i}"] + params[f"b{i}"])
+    logits = h @ params["W3"] + params["b3"]
+    m = logits.max(axis=1, keepdims=True)
+    logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+    return -logp[np.arange(logits.shape[0]), y].mean()
+
+
+def w4_like_inputs():
+    rng = np.random.default_rng(2)
+    sizes = (6, 5, 5, 3)
+    params = {}
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        params[f"W{i}"] = (rng.standard_normal((m, n)) / np.sqrt(m)).astype(np.float32)
+        params[f"b{i}"] = rng.standard_normal(n).astype(np.float32) * 0.1
+    return params, rng.standard_normal((7, 6)).astype(np.float32), rng.integers(0, 3, 7)
+
+
+def test_make_ir_prints_the_joint_graph():
+    params, x, y = w4_like_inputs()
+    ir = tj.make_ir(tj.value_and_grad(w4_like_loss))(params, x, y)
+    text = str(ir)
+    assert text.startswith("def value_and_grad_w4_like_loss(%params_W1:f32[6,5]")
+    assert "%ct_params_W1:f32[6,5]" in text and "scatter_add" in text and "matmul" in text
+    assert repr(ir) == text and ir.graph.outputs[1].name == "ct_params_W1"
+    forward = str(tj.make_ir(w4_like_loss)(params, x, y))
+    assert "ct_" not in forward
+
+
+def _run_python(ir, leaves):
+    namespace = {}
+    exec(compile(ir.python(), "<make_ir>", "exec"), namespace)
+    return namespace[ir.graph.name](*leaves)
+
+
+def test_python_rendering_runs_and_matches_the_interpreter():
+    params, x, y = w4_like_inputs()
+    ir = tj.make_ir(tj.value_and_grad(w4_like_loss))(params, x, y)
+    leaves = pytree.flatten((params, x, y))[0]
+    source = ir.python()
+    assert "np.tanh(" in source and "ct_params_W1 = " in source and source.count("\n    ") >= len(ir.graph.nodes)
+    for got, want in zip(_run_python(ir, leaves), evaluate(ir.graph, leaves)):
+        assert np.asarray(got).dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_python_rendering_of_shape_ops_and_constants():
+    def f(x, w):
+        z = np.concatenate([x[::-1, 1:], x[:, :1] * 2.0], axis=1)
+        big = np.linspace(0, 1, 40).reshape(8, 5)
+        g = np.where(z > 0, z, 0.1 * z).T @ w + big[:3].sum()
+        return np.sum(np.maximum(g, -1.0) ** 3) + x[np.array([0, 2, 2])].prod()
+
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    ir = tj.make_ir(tj.grad(f, argnums=(0, 1)))(x, w)
+    for got, want in zip(_run_python(ir, [x, w]), evaluate(ir.graph, [x, w])):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_make_ir_without_passes_keeps_the_duplicates():
+    def f(x):
+        return np.exp(x) + np.exp(x)
+
+    x = np.ones(3, np.float32)
+    assert str(tj.make_ir(f, optimize=False)(x)).count("exp") == 2
+    assert str(tj.make_ir(f)(x)).count("exp") == 1
+
+
+def test_python_rendering_of_control_flow_and_its_gradient():
+    def f(xs, w):
+        carry, ys = tj.scan(lambda c, x: (np.tanh(c * x + w), c * x), xs[0], xs[1:])
+        z = tj.cond(np.sum(carry) > 0, lambda a: np.sin(a) * w, lambda a: a ** 2 + w, carry)
+        n = tj.while_loop(lambda c: np.sum(c) < 10, lambda c: c * 2.0, np.abs(z) + 0.1)
+        return np.sum(ys) + np.sum(z) + np.sum(n)
+
+    def g(xs, w):
+        carry, ys = tj.scan(lambda c, x: (np.tanh(c * x + w), c * x), xs[0], xs[1:], reverse=True)
+        return np.sum(ys) + tj.cond(w > 0, lambda c: np.sum(c * w), lambda c: np.sum(c), carry)
+
+    xs, w = np.linspace(0.1, 1, 15).reshape(5, 3), np.float64(0.3)
+    for fun in (f, tj.grad(g, argnums=(0, 1))):
+        ir = tj.make_ir(fun)(xs, w)
+        assert "def scan_body" in ir.python()
+        got = _run_python(ir, [xs, w])
+        for a, b in zip(got if isinstance(got, tuple) else [got], evaluate(ir.graph, [xs, w])):
+            np.testing.assert_array_equal(a, b)

@@ -1,0 +1,362 @@
+"""Every primitive and every supported numpy spelling, through the C backend AND the interpreter,
+compared with numpy's own result: values, dtype and shape.
+
+Registry-driven: test_every_primitive_has_a_case traces all cases and fails when a primitive
+in PRIMITIVES appears in none of them, so a new op is tested the moment it exists.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit import pytree
+from tracejit.ir.interpret import evaluate
+from tracejit.ops import PRIMITIVES, Kind
+from tracejit.passes.pipeline import optimize
+
+FLOATS = [np.float32, np.float64]
+
+
+def _rand(shape, dtype, low=-2.0, high=2.0, seed=0):
+    r = np.random.default_rng(seed + len(shape) * 7 + int(np.prod(shape, dtype=np.int64)))
+    return r.uniform(low, high, shape).astype(dtype)
+
+
+def pos(shape, dtype, seed=0):
+    return _rand(shape, dtype, 0.1, 3.0, seed)
+
+
+def rnd(shape, dtype, seed=0):
+    return _rand(shape, dtype, -2.0, 2.0, seed)
+
+
+def ints(shape, dtype=np.int64, low=-5, high=6, seed=0):
+    return np.random.default_rng(seed).integers(low, high, shape).astype(dtype)
+
+
+def tolerance(dtype, exact):
+    if exact:
+        return dict(rtol=0, atol=0)
+    if np.dtype(dtype) == np.float32:
+        return dict(rtol=2e-6, atol=1e-6)
+    return dict(rtol=1e-13, atol=1e-14)
+
+
+def run_interpreter(fn, args):
+    traced = tj.jit(fn).lower(*args).traced
+    leaves, _ = pytree.flatten((args, {}))
+    outs = evaluate(traced.graph, [np.asarray(x) for x in leaves])
+    return pytree.unflatten(traced.out_treedef, outs)
+
+
+def assert_same(got, want, exact, label):
+    got_leaves, got_tree = pytree.flatten(got)
+    want_leaves, want_tree = pytree.flatten(want)
+    assert got_tree == want_tree, f"{label}: structure {got_tree} != {want_tree}"
+    for path, g, w in zip(pytree.leaf_paths(want_tree), got_leaves, want_leaves):
+        g, w, where = np.asarray(g), np.asarray(w), f"{label}, output {path}"
+        assert g.dtype == w.dtype, f"{where}: dtype {g.dtype} != numpy's {w.dtype}"
+        assert g.shape == w.shape, f"{where}: shape {g.shape} != numpy's {w.shape}"
+        if w.dtype.kind in "fc":
+            np.testing.assert_allclose(g, w, equal_nan=True, err_msg=where, **tolerance(w.dtype, exact))
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=where)
+
+
+def check(fn, *args, exact=False):
+    """tj.jit(fn) (the C path) and the interpreter both match numpy on `args`."""
+    with np.errstate(all="ignore"):
+        want = fn(*args)
+    got = tj.jit(fn)(*args)
+    assert_same(got, want, exact, "C backend")
+    assert_same(run_interpreter(fn, args), want, exact, "interpreter")
+
+
+# ---- cases: (id, function, argument maker(dtype), exact) ----------------------------------------
+UNARY_FLOAT = {
+    "exp": (np.exp, rnd), "log": (np.log, pos), "log1p": (np.log1p, pos), "expm1": (np.expm1, rnd),
+    "sqrt": (np.sqrt, pos), "tanh": (np.tanh, rnd), "sinh": (np.sinh, rnd), "cosh": (np.cosh, rnd),
+    "sin": (np.sin, rnd), "cos": (np.cos, rnd), "tan": (np.tan, lambda s, d: _rand(s, d, -1.2, 1.2)),
+    "arctan": (np.arctan, rnd), "reciprocal": (np.reciprocal, pos),
+}
+UNARY_EXACT = {
+    "floor": np.floor, "ceil": np.ceil, "negative": np.negative, "square": np.square,
+    "abs": np.abs, "sign": np.sign,
+}
+BINARY_EXACT = {
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "maximum": np.maximum,
+    "minimum": np.minimum, "less": np.less, "less_equal": np.less_equal, "greater": np.greater,
+    "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal,
+}
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_unary_float(dtype):
+    """Every float-only unary op in one program, each on inputs from its domain."""
+    inputs = {name: make((3, 5), dtype) for name, (_, make) in UNARY_FLOAT.items()}
+    check(lambda xs: {name: UNARY_FLOAT[name][0](x) for name, x in xs.items()}, inputs)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int32, np.int64])
+def test_unary_exact(dtype):
+    is_int = np.dtype(dtype).kind == "i"
+    # numpy 2's floor/ceil of ints keep the int dtype; tracejit's are float-only primitives
+    ops = {k: f for k, f in UNARY_EXACT.items() if not (is_int and k in ("floor", "ceil"))}
+    x = ints((4, 6), dtype) if is_int else rnd((4, 6), dtype)
+    check(lambda x: {name: f(x) for name, f in ops.items()}, x, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int32, np.int64])
+def test_binary_broadcasting(dtype):
+    make = rnd if np.dtype(dtype).kind == "f" else (lambda s, d, seed=0: ints(s, d, seed=seed))
+    ops = lambda x, y: {name: f(x, y) for name, f in BINARY_EXACT.items()}  # noqa: E731
+    check(ops, make((3, 1, 5), dtype), make((4, 1), dtype, seed=1), exact=True)
+    check(ops, make((2, 3), dtype), make((), dtype, seed=2), exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_divide_and_power(dtype):
+    check(np.divide, rnd((3, 4), dtype), pos((4,), dtype))
+    check(np.power, pos((3, 4), dtype), rnd((3, 1), dtype))
+    check(lambda x: x ** 2, rnd((5,), dtype), exact=True)
+    check(lambda x: 1 / x, np.array([0.0, -0.0, 2.0, np.inf], dtype))
+
+
+def test_integer_power_and_abs_wrap():
+    check(np.power, ints((6,), np.int64, 0, 5), ints((6,), np.int64, 0, 9), exact=True)
+    check(np.abs, np.array([np.iinfo(np.int32).min, -3, 3], np.int32), exact=True)
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_maximum_minimum_propagate_nan(name, dtype):
+    a = np.array([np.nan, 1.0, -np.inf, 0.0, -0.0, np.nan], dtype)
+    b = np.array([1.0, np.nan, 2.0, -0.0, 0.0, np.nan], dtype)
+    check(getattr(np, name), a, b, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_special_values(dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0], dtype)
+    check(lambda x: (np.log(x), np.exp(x), np.sign(x), np.sqrt(x), x / 0.0), x)
+
+
+def test_logical_ops_and_where():
+    a, b = ints((4, 5), np.int64) > 0, ints((5,), np.int64, seed=1) > 0
+    check(np.logical_and, a, b, exact=True)
+    check(np.logical_or, a, b, exact=True)
+    check(np.logical_not, a, exact=True)
+    check(lambda a, b: (a & b, a | b, ~a), a, b, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_where_and_clip(dtype):
+    x = rnd((4, 5), dtype)
+    check(lambda x: np.where(x > 0, x, 0.5 * x), x, exact=True)
+    check(lambda x, y: np.where(x > y, x, y), x, rnd((5,), dtype, seed=3), exact=True)
+    check(lambda x: np.clip(x, -0.5, 0.5), x, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64, np.bool_])
+def test_astype(dtype):
+    if np.dtype(dtype) == np.bool_:
+        x = ints((7,), np.int64) > 0
+    else:
+        x = np.array([-2.5, -1.0, -0.0, 0.0, 0.5, 1.7, 3.0], np.float64).astype(dtype)
+    targets = [np.float32, np.float64, np.int32, np.int64, np.bool_]
+    check(lambda x: [x.astype(to) for to in targets], x, exact=True)
+
+
+# ---- reductions --------------------------------------------------------------------------------
+REDUCE_AXES = [None, 0, 1, (0, 2), -1]
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min", "mean"])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_reductions(name, dtype):
+    x = _rand((3, 4, 5), dtype, 0.5, 1.5) if name == "prod" else rnd((3, 4, 5), dtype)
+    check(lambda x: [getattr(np, name)(x, axis=axis) for axis in REDUCE_AXES]
+          + [getattr(x, name)(axis=axis, keepdims=True) for axis in REDUCE_AXES], x)
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min"])
+def test_integer_and_bool_reductions(name):
+    x = ints((3, 4), np.int64, -3, 4)
+    check(lambda x: getattr(np, name)(x, axis=1), x, exact=True)
+    check(lambda x: getattr(np, name)(x.astype(np.int32), axis=0), x, exact=True)
+    if name in ("max", "min"):
+        check(lambda x: getattr(np, name)(x > 0, axis=1), x, exact=True)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_max_min_propagate_nan(name, dtype):
+    x = rnd((3, 6), dtype)
+    x[1, 2] = np.nan
+    x[2, 0] = -np.inf
+    check(lambda x: (getattr(np, name)(x, axis=1), getattr(np, name)(x)), x, exact=True)
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("dtype", FLOATS + [np.int32])
+def test_arg_reductions(name, dtype):
+    x = ints((4, 6), np.int64, -2, 3).astype(dtype)  # ties: the first wins
+    check(lambda x: getattr(np, name)(x, axis=1), x, exact=True)
+    check(lambda x: getattr(x, name)(axis=0), x, exact=True)
+    check(lambda x: getattr(np, name)(x), x, exact=True)
+    if np.dtype(dtype).kind == "f":
+        x[1, 3] = np.nan
+        x[1, 5] = np.nan
+        check(lambda x: getattr(np, name)(x, axis=1), x, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_var_std_mean_over_axes(dtype):
+    x = rnd((4, 3, 5), dtype)
+    check(lambda x: (np.var(x, axis=0), np.std(x, axis=(0, 2)), x.mean(axis=(1, 2)), np.mean(x)), x)
+    check(lambda x: np.std(x, axis=1, keepdims=True, ddof=1), x)
+
+
+def test_float32_sum_is_accurate():
+    x = np.random.default_rng(0).standard_normal(1_000_003, dtype=np.float32) + np.float32(1.0)
+    got = tj.jit(np.sum)(x)
+    exact = np.sum(x.astype(np.float64))
+    assert got.dtype == np.float32
+    assert abs(float(got) - exact) <= 2e-7 * abs(exact) + 1e-3
+
+
+# ---- shape ops ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_shape_ops(dtype):
+    x = rnd((2, 3, 4), dtype)
+    check(lambda x: x.reshape(6, 4) * 2, x, exact=True)
+    check(lambda x: x.reshape(4, -1), x, exact=True)
+    check(lambda x: x.T + 1, x, exact=True)
+    check(lambda x: np.transpose(x, (1, 0, 2)).reshape(3, 8), x, exact=True)
+    check(lambda x: np.broadcast_to(x[:, :1], (2, 3, 4)) - x, x, exact=True)
+    check(lambda x: x[:, 1:3, ::2] * x[:, :2, 1::2], x, exact=True)
+    check(lambda x: x[::-1, 2, -1], x, exact=True)
+    check(lambda x: np.expand_dims(x, 1).squeeze(), x, exact=True)
+    check(lambda x: np.squeeze(x[:, :1, :], axis=1), x, exact=True)
+    check(lambda x: x.ravel()[3:9], x, exact=True)
+    check(lambda x: np.swapaxes(x, 0, 2), x, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_concatenate_and_stack(dtype):
+    a, b = rnd((2, 3), dtype), rnd((2, 5), dtype, seed=1)
+    check(lambda a, b: np.concatenate([a, b], axis=1), a, b, exact=True)
+    check(lambda a, b: np.concatenate([a * 2, a.T.reshape(2, 3)], axis=0), a, b, exact=True)
+    check(lambda a: np.stack([a, a + 1, -a], axis=1), a, exact=True)
+    check(lambda a: np.stack([a, a], axis=-1), a, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_filled_like(dtype):
+    x = rnd((3, 4), dtype)
+    check(lambda x: (np.zeros_like(x), np.ones_like(x) + x, np.full_like(x, 2.5) * x), x, exact=True)
+
+
+def test_arange_iota():
+    check(lambda x: x + np.arange(5), ints((3, 5), np.int64), exact=True)
+
+
+# ---- indexing --------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_gather(dtype):
+    x = rnd((5, 4), dtype)
+    labels = np.array([3, 0, -1, 2, 1])
+    check(lambda x, y: x[np.arange(5), y], x, labels, exact=True)
+    check(lambda x, i: x[i], x, np.array([[0, -5], [4, 2]]), exact=True)
+    check(lambda x, i: x[:, i], x, np.array([1, 1, 3], np.int32), exact=True)
+
+
+def test_gather_out_of_range_raises_index_error():
+    f = tj.jit(lambda x, i: x[i])
+    with pytest.raises(IndexError, match="index 7 is out of bounds for axis 0 with size 5"):
+        f(np.ones(5, np.float32), np.array([1, 7]))
+    with pytest.raises(IndexError, match="-6"):
+        f(np.ones(5, np.float32), np.array([-6]))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_scatter_add_through_gradient(dtype):
+    """scatter_add has no numpy spelling; its reference is np.add.at (checked against it here)."""
+    from tracejit.ir.builder import GraphBuilder
+    from tracejit.runtime.executable import build_executable
+
+    b = GraphBuilder("scatter")
+    upd = b.new_input((6, 3), dtype, "upd")
+    idx = b.new_input((6,), np.int64, "idx")
+    out = b.emit("scatter_add", upd, idx, shape=(4, 3))
+    graph = b.build([out])
+    u, i = rnd((6, 3), dtype), np.array([0, 3, 3, -1, 1, 0])
+    want = np.zeros((4, 3), dtype)
+    np.add.at(want, i, u)
+    got = build_executable(graph, "scatter")(u, i)[0]
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, **tolerance(dtype, False))
+    np.testing.assert_allclose(evaluate(graph, [u, i])[0], want, **tolerance(dtype, False))
+    with pytest.raises(IndexError, match="index 4 is out of bounds"):
+        build_executable(graph, "scatter")(u, np.array([0, 4, 0, 0, 0, 0]))
+
+
+# ---- matmul --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_matmul_spellings(dtype):
+    a, b = rnd((4, 3), dtype), rnd((3, 5), dtype, seed=1)
+    v, w = rnd((3,), dtype, seed=2), rnd((4,), dtype, seed=3)
+    check(lambda a, b: a @ b, a, b)
+    check(np.matmul, a, b)
+    check(np.dot, a, b)
+    check(lambda a, v: a @ v, a, v)
+    check(lambda w, a: w @ a, w, a)
+    check(lambda v: np.dot(v, v), v)
+    check(lambda a, b: a.T.T @ b + 1.0, a, b)
+    check(lambda a, b: (b.T @ a.T), a, b)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_matmul_batched_and_broadcast(dtype):
+    a, b = rnd((2, 3, 4, 5), dtype), rnd((3, 5, 2), dtype, seed=1)
+    check(np.matmul, a, b)
+    check(lambda a, b: np.tanh(a @ b + 1.0), rnd((2, 1, 4, 5), dtype), b)
+    check(lambda a, b: np.swapaxes(a, -1, -2) @ b, rnd((3, 5, 4), dtype), rnd((3, 5, 6), dtype, seed=1))
+    check(lambda a, b: a[:, ::2] @ b, rnd((4, 6), dtype), rnd((3, 2), dtype, seed=1))
+
+
+def test_matmul_empty_inner_axis():
+    check(np.matmul, np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
+
+
+# ---- 0-d, empty, zero-size ----------------------------------------------------------------------
+def test_zero_d_and_empty():
+    check(lambda x: x * 2 + 1, np.array(3.0, np.float32), exact=True)
+    check(lambda x: (x * 2, x.sum(axis=0), x.max(axis=1)), np.ones((0, 3), np.float32), exact=True)
+    check(lambda x: (x.sum(axis=1), np.exp(x)), np.ones((3, 0), np.float64), exact=True)
+
+
+# ---- completeness ------------------------------------------------------------------------------
+CASES_FOR_COVERAGE = [
+    (lambda x: [f(x) for f, _ in UNARY_FLOAT.values()], (pos((2,), np.float32),)),
+    (lambda x: [f(x) for f in UNARY_EXACT.values()], (rnd((2,), np.float32),)),
+    (lambda x, y: [f(x, y) for f in BINARY_EXACT.values()] + [x / y, x ** y], (pos((2,), np.float32),) * 2),
+    (lambda x: (np.logical_and(x > 0, x < 1), np.logical_or(x > 0, x < 1), ~(x > 0), np.where(x > 0, x, 1.0),
+                x.astype(np.int32)), (rnd((2,), np.float32),)),
+    (lambda x: (x.sum(0), x.prod(0), x.max(0), x.min(0), x.argmax(0), x.argmin(0)), (rnd((2, 3), np.float32),)),
+    (lambda x: (x.reshape(3, 2), x.T, np.broadcast_to(x, (2, 2, 3)), x[:, 1:], np.concatenate([x, x])),
+     (rnd((2, 3), np.float32),)),
+    (lambda x, y: (x[np.arange(2), y], x @ x.T), (rnd((2, 3), np.float32), np.array([0, 2]))),
+]
+
+
+def test_every_primitive_has_a_case():
+    covered = set()
+    for fn, args in CASES_FOR_COVERAGE:
+        graph = tj.jit(fn).lower(*args).traced.graph
+        covered |= {node.prim.name for g in (graph, optimize(graph)) for node in g.nodes}
+    covered |= {"scatter_add"}  # test_scatter_add_through_gradient builds it directly
+    required = {name for name, prim in PRIMITIVES.items() if prim.kind is not Kind.CONTROL}
+    missing = sorted(required - covered)
+    assert not missing, f"primitives without a test case in test_ops.py: {missing}"

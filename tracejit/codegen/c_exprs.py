@@ -1,0 +1,141 @@
+"""Small C pieces: typed literals, index arithmetic, OpenMP pragmas, and the reduction table.
+
+Reductions get their C from one table here (the reduction emitter is generic), so a new
+reduction needs one entry, not a branch in the emitter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import dtypes
+
+# Loops with at least this many iterations (whole domain) run on several threads.
+PARALLEL_MIN_ELEMENTS = 100_000
+
+
+def c_literal(value, dtype) -> str:
+    """An exact C literal of `dtype` (typed, so float32 arithmetic stays float32)."""
+    dtype = np.dtype(dtype)
+    if dtype == dtypes.bool_:
+        return "true" if bool(value) else "false"
+    if dtype.kind in "iu":
+        return _int_literal(int(value), dtype)
+    x = float(value)
+    if math.isnan(x):
+        return "NAN" if dtype == dtypes.float32 else "(double)NAN"
+    if math.isinf(x):
+        return ("INFINITY" if x > 0 else "(-INFINITY)") if dtype == dtypes.float32 else \
+            ("(double)INFINITY" if x > 0 else "(-(double)INFINITY)")
+    text = str(np.float32(x)) if dtype == dtypes.float32 else repr(x)
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    if dtype == dtypes.float32:
+        text += "f"
+    return f"({text})" if text.startswith("-") else text
+
+
+def _int_literal(x: int, dtype) -> str:
+    bits = 32 if dtype == dtypes.int32 else 64
+    if x == -(1 << (bits - 1)):
+        return f"INT{bits}_MIN"
+    text = str(x) if bits == 32 else f"INT64_C({x})"
+    return f"({text})" if x < 0 else text
+
+
+def index_expr(offset: int, terms: list[tuple[str, int]]) -> str:
+    """offset + sum(var * stride), leaving out zero strides and a zero offset."""
+    parts = [var if stride == 1 else f"{var} * {stride}" for var, stride in terms if stride != 0]
+    if offset:
+        parts.append(str(offset))
+    return " + ".join(parts) or "0"
+
+
+def omp_pragma(text: str, parallel: bool) -> list[str]:
+    """`#pragma omp <text>`; a `parallel for` pragma is used only when OpenMP is on, and falls
+    back to its simd part (if any) otherwise."""
+    if not parallel:
+        return [f"#pragma omp {text}"] if text else []
+    fallback = text.replace("parallel for simd", "simd") if "parallel for simd" in text else ""
+    lines = ["#ifdef _OPENMP", f"#pragma omp {text}"]
+    if fallback:
+        lines += ["#else", f"#pragma omp {fallback}"]
+    return lines + ["#endif"]
+
+
+# ---- reductions ------------------------------------------------------------------------------
+@dataclass
+class Reduction:
+    decls: list[str]  # accumulator declarations (before the loop)
+    update: str  # statement(s) run per element (`{x}` is a local, `{i}` the reduced index)
+    clauses: list[str]  # OpenMP reduction clauses; empty with simd=False
+    result: str  # expression of the final value
+    simd: bool = True  # can run under `omp simd` / `omp parallel for ... reduction`
+
+
+def _lowest(dtype) -> str:
+    if dtypes.is_float(dtype):
+        return "(-INFINITY)"
+    if dtype == dtypes.bool_:
+        return "false"
+    return "INT32_MIN" if dtype == dtypes.int32 else "INT64_MIN"
+
+
+def _highest(dtype) -> str:
+    if dtypes.is_float(dtype):
+        return "INFINITY"
+    if dtype == dtypes.bool_:
+        return "true"
+    return "INT32_MAX" if dtype == dtypes.int32 else "INT64_MAX"
+
+
+def _accumulate(op, init):
+    def make(acc, x, i, in_dtype, out_dtype):
+        ctype = dtypes.c_type(out_dtype)
+        acc_type = "double" if out_dtype == dtypes.float32 else ctype  # numpy-level accuracy
+        result = f"({ctype}){acc}" if acc_type != ctype else acc
+        return Reduction([f"{acc_type} {acc} = {init};"], f"{acc} {op}= {x};", [f"{op}:{acc}"], result)
+
+    return make
+
+
+def _extremum(cmp, omp_op, bound, bool_op, bool_omp):
+    def make(acc, x, i, in_dtype, out_dtype):
+        ctype = dtypes.c_type(out_dtype)
+        if out_dtype == dtypes.bool_:
+            return Reduction([f"bool {acc} = {bound(out_dtype)};"], f"{acc} = {acc} {bool_op} {x};",
+                             [f"{bool_omp}:{acc}"], acc)
+        decls = [f"{ctype} {acc} = {bound(out_dtype)};"]
+        update = f"{acc} = {x} {cmp} {acc} ? {x} : {acc};"
+        clauses = [f"{omp_op}:{acc}"]
+        if not dtypes.is_float(out_dtype):
+            return Reduction(decls, update, clauses, acc)
+        nan = f"{acc}_nan"  # numpy propagates NaN; OpenMP's max/min would drop it
+        nan_value = "NAN" if out_dtype == dtypes.float32 else "(double)NAN"
+        return Reduction(decls + [f"int {nan} = 0;"], f"{update} {nan} |= {x} != {x};",
+                         clauses + [f"|:{nan}"], f"{nan} ? {nan_value} : {acc}")
+
+    return make
+
+
+def _arg_extremum(cmp, bound):
+    def make(acc, x, i, in_dtype, out_dtype):
+        best = f"{acc}_best"
+        nan_wins = f" || ({x} != {x} && {best} == {best})" if dtypes.is_float(in_dtype) else ""
+        decls = [f"{dtypes.c_type(in_dtype)} {best} = {bound(in_dtype)};", f"int64_t {acc} = 0;"]
+        update = f"if ({x} {cmp} {best}{nan_wins}) {{ {best} = {x}; {acc} = {i}; }}"
+        return Reduction(decls, update, [], acc, simd=False)  # first max wins: sequential
+
+    return make
+
+
+REDUCTIONS = {
+    "sum": _accumulate("+", "0"),
+    "prod": _accumulate("*", "1"),
+    "max": _extremum(">", "max", _lowest, "|", "|"),
+    "min": _extremum("<", "min", _highest, "&", "&"),
+    "argmax": _arg_extremum(">", _lowest),
+    "argmin": _arg_extremum("<", _highest),
+}

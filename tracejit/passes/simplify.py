@@ -1,0 +1,202 @@
+"""simplify: constant folding of tiny constants and exact algebraic identities.
+
+Every rewrite keeps numpy's result bit for bit (up to the sign of a zero for `x + 0`):
+  - a node whose inputs are all tiny constants becomes a constant (run with its numpy reference);
+  - x + 0, x - 0, x * 1, x / 1, x ** 1 -> x; x ** 2 -> square(x), x ** 0.5 -> sqrt(x),
+    x ** -1 -> reciprocal(x) (numpy's own fast paths for these exponents give the same bits);
+  - -(-x) -> x; where(True, a, b) -> a (a constant condition);
+  - an elementwise operand made by broadcast_to is read unbroadcast (elementwise ops broadcast
+    implicitly) when the result's shape does not change;
+  - reshape chains collapse, transpose chains compose; reshape / broadcast_to / astype to the
+    same type and the identity transpose vanish;
+  - a constant that is 0, 1, ..., n-1 (np.arange written in user code) becomes `iota`.
+A rewritten node keeps its output Value, so no value is renamed. Dead producers are left for DCE.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir.graph import Graph, Node, Value
+from ..ops.registry import PRIMITIVES, Kind
+from ..ops.shape_util import broadcast_shapes
+from .rewrite import rewrite_node, with_nodes
+
+FOLD_LIMIT = 64  # elements: fold only tiny constants, never materialize big arrays in the program
+
+
+def simplify(graph: Graph, env: dict[Value, Value] | None = None) -> Graph:
+    env = dict(env or {})
+    producer: dict[Value, Node] = {}
+    nodes = []
+    for node in graph.nodes:
+        result = _simplify_node(rewrite_node(node, env, simplify), producer)
+        if isinstance(result, Value):
+            env[node.outputs[0]] = result
+            continue
+        nodes.append(result)
+        producer.update((v, result) for v in result.outputs)
+    return with_nodes(graph, nodes, env)
+
+
+def _simplify_node(node: Node, producer: dict) -> Node | Value:
+    for _ in range(8):  # a rewrite may enable another (fold, then iota); a few rounds suffice
+        for rule in RULES:
+            result = rule(node, producer)
+            if isinstance(result, Value):
+                return result
+            if result is not None:
+                node = result
+                break
+        else:
+            return node
+    return node
+
+
+# ---- constants ----------------------------------------------------------------------------------
+def constant_of(value: Value, producer: dict) -> np.ndarray | None:
+    """The array a tiny constant (or iota) value holds, else None."""
+    node = producer.get(value)
+    if node is None or value.size > FOLD_LIMIT:
+        return None
+    if node.prim.name == "constant":
+        return node.params["value"]
+    if node.prim.name == "iota":
+        return np.arange(node.params["length"], dtype=node.params["dtype"])
+    return None
+
+
+def _as_constant(node: Node, array: np.ndarray) -> Node:
+    return Node(PRIMITIVES["constant"], (), {"value": array}, node.outputs, node.loc)
+
+
+def fold_constants(node: Node, producer: dict) -> Node | None:
+    if node.prim.kind in (Kind.SOURCE, Kind.CONTROL) or node.prim.multiple_results or not node.inputs:
+        return None
+    if node.prim.name == "broadcast_to":  # a broadcast scalar stays one: smaller programs, stride-0 reads
+        return None
+    out = node.outputs[0]
+    arrays = [constant_of(v, producer) for v in node.inputs]
+    if out.size > FOLD_LIMIT or any(a is None for a in arrays):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            result = np.array(node.prim.reference(*arrays, **node.params))
+    except Exception:  # e.g. an index out of range: leave it to run time, which reports it
+        return None
+    if result.dtype != out.dtype or result.shape != tuple(out.shape):
+        return None
+    return _as_constant(node, result)
+
+
+def arange_to_iota(node: Node, producer: dict) -> Node | None:
+    if node.prim.name != "constant":
+        return None
+    value = node.params["value"]
+    if value.ndim != 1 or value.size < 2 or value.dtype.kind not in "iu":
+        return None
+    if not np.array_equal(value, np.arange(value.size)):
+        return None
+    return Node(PRIMITIVES["iota"], (), {"length": int(value.size), "dtype": value.dtype}, node.outputs, node.loc)
+
+
+# ---- algebraic identities -----------------------------------------------------------------------
+def _is_scalar_constant(value: Value, producer: dict, number) -> bool:
+    array = constant_of(value, producer)
+    return array is not None and array.size > 0 and bool(np.all(array == number))
+
+
+def _operand_if_other_is(node: Node, producer: dict, number, sides=(0, 1)) -> Value | None:
+    """The operand x of a binary node whose other operand is the constant `number` everywhere,
+    provided x alone already has the result's shape and dtype."""
+    out = node.outputs[0]
+    for side in sides:
+        x, other = node.inputs[1 - side], node.inputs[side]
+        if _same_type(x, out) and _is_scalar_constant(other, producer, number):
+            return x
+    return None
+
+
+def _same_type(a: Value, b: Value) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
+
+
+def drop_identities(node: Node, producer: dict) -> Value | None:
+    name = node.prim.name
+    if name == "add":
+        return _operand_if_other_is(node, producer, 0)
+    if name == "multiply":
+        return _operand_if_other_is(node, producer, 1)
+    if name == "subtract":
+        return _operand_if_other_is(node, producer, 0, sides=(1,))
+    if name in ("divide", "power"):
+        return _operand_if_other_is(node, producer, 1, sides=(1,))
+    if name == "negative":
+        inner = producer.get(node.inputs[0])
+        return inner.inputs[0] if inner is not None and inner.prim.name == "negative" else None
+    if name in ("reshape", "broadcast_to", "astype", "transpose"):
+        x = node.inputs[0]
+        if _same_type(x, node.outputs[0]) and (name != "transpose" or node.params["perm"] == tuple(range(x.ndim))):
+            return x
+    if name == "where":
+        return _constant_choice(node, producer)
+    return None
+
+
+def _constant_choice(node: Node, producer: dict) -> Value | None:
+    cond = constant_of(node.inputs[0], producer)
+    if cond is None or cond.size == 0 or not (cond.all() or not cond.any()):
+        return None
+    chosen = node.inputs[1] if cond.all() else node.inputs[2]
+    return chosen if _same_type(chosen, node.outputs[0]) else None
+
+
+POWER_SPECIAL = {2: "square", 0.5: "sqrt", -1: "reciprocal"}
+
+
+def special_powers(node: Node, producer: dict) -> Node | None:
+    if node.prim.name != "power" or node.inputs[0].dtype.kind != "f":
+        return None
+    x, exponent = node.inputs
+    for number, prim in POWER_SPECIAL.items():
+        if _same_type(x, node.outputs[0]) and _is_scalar_constant(exponent, producer, number):
+            return replace(node, prim=PRIMITIVES[prim], inputs=(x,), params={})
+    return None
+
+
+def collapse_chains(node: Node, producer: dict) -> Node | None:
+    """reshape(reshape(x)) -> reshape(x); transpose(transpose(x)) -> one transpose."""
+    name = node.prim.name
+    inner = producer.get(node.inputs[0]) if node.inputs else None
+    if inner is None or inner.prim.name != name or name not in ("reshape", "transpose"):
+        return None
+    if name == "reshape":
+        return replace(node, inputs=inner.inputs)
+    perm = tuple(inner.params["perm"][p] for p in node.params["perm"])
+    return replace(node, inputs=inner.inputs, params={"perm": perm})
+
+
+def read_unbroadcast(node: Node, producer: dict) -> Node | None:
+    """op(broadcast_to(a), b) -> op(a, b) for elementwise ops, when the result shape is unchanged."""
+    if node.prim.kind is not Kind.ELEMENTWISE:
+        return None
+    inputs = list(node.inputs)
+    for i, value in enumerate(inputs):
+        inner = producer.get(value)
+        if inner is not None and inner.prim.name == "broadcast_to":
+            candidate = inputs[:i] + [inner.inputs[0]] + inputs[i + 1:]
+            if _broadcast_shape(candidate) == tuple(node.outputs[0].shape):
+                inputs = candidate
+    return replace(node, inputs=tuple(inputs)) if inputs != list(node.inputs) else None
+
+
+def _broadcast_shape(values) -> tuple | None:
+    try:
+        return broadcast_shapes(*(tuple(v.shape) for v in values))
+    except ShapeError:
+        return None
+
+
+RULES = [fold_constants, drop_identities, special_powers, collapse_chains, read_unbroadcast, arange_to_iota]
