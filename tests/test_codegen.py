@@ -233,3 +233,28 @@ def test_large_constants_are_passed_in_small_ones_are_static():
     exe = fn.lower(x).compile()
     assert [h.shape for h in exe.program.hidden] == [(30, 100)]
     assert re.search(r"static const \w+ \w+\[6\] = \{", exe.c_source)
+
+
+def test_workspace_is_reused_and_shared_safely_between_threads():
+    import threading
+
+    x = rng_arrays((64, 100))[0]
+    fn = tj.jit(lambda x: (np.exp(x).T.reshape(-1)[::3].sum(), (x @ x.T).max(axis=1)))
+    exe = fn.lower(x).compile()
+    assert exe.peak_temp_bytes > 0  # the transposed exp and the matmul product are temporaries
+    want = fn(x)
+    results = []
+
+    def work():
+        for _ in range(20):
+            results.append(exe(x))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 80
+    for got in results:
+        for g, w_ in zip(got, want):
+            np.testing.assert_array_equal(g, w_)

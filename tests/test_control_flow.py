@@ -305,6 +305,16 @@ def test_rnn_of_50_steps_gradient_matches_the_unrolled_version(rng):
     np.testing.assert_allclose(want["b"], fd, rtol=1e-6)
 
 
+def test_scan_pullback_reads_the_forward_results_instead_of_recomputing_them(rng):
+    """tanh's derivative needs tanh's result: the backward scan reads it from the saved carries
+    (shifted one step), so its body has no tanh and only the three backward matmuls."""
+    params, h0, xs = rnn_problem(rng, steps=5)
+    graph = tj.make_ir(tj.grad(rnn_loss_scan))(params, h0, xs).graph
+    backward = [n for n in graph.nodes if n.prim.name == "scan"][-1].params["body"]
+    names = [n.prim.name for n in backward.nodes]
+    assert "tanh" not in names and names.count("matmul") == 3
+
+
 def test_rnn_trains_in_float32(rng):
     params, h0, xs = rnn_problem(rng, steps=20, dtype=np.float32)
 
@@ -476,6 +486,50 @@ def test_cse_works_inside_regions_and_never_across_them(x3):
     assert [n.prim.name for n in body.nodes].count("sin") == 1  # the two sin(x) inside became one
     verify(graph)
     assert_same(tj.jit(fun)(x3), np.sin(x3) * np.sin(x3) * 3 + np.sin(x3))
+
+
+# ---- jitted == eager on tricky programs --------------------------------------------------------
+_r = np.random.default_rng(7)
+X3, XS, XS3, BIG, W3 = _r.standard_normal(3), _r.standard_normal((4, 3)), _r.standard_normal((4, 2, 3)), \
+    _r.standard_normal((100, 3)), np.array([1.0, 2.0, 3.0])
+TRICKY = {
+    "zero_steps": (lambda x: tj.scan(lambda c, y: (c + y, c * 2), x, np.ones((0, 3))), (X3,)),
+    "transposed_xs": (lambda m: tj.scan(lambda c, y: (c + y, y.sum()), np.zeros(4), m.T), (XS,)),
+    "sliced_xs": (lambda m: tj.scan(lambda c, y: (c * y, c), np.ones(2), m[1:, :2]), (XS,)),
+    "big_constant": (lambda x: tj.fori_loop(0, 5, lambda i, c: c + (BIG * i).sum(), x.sum()), (X3,)),
+    "scan_in_scan": (lambda x: tj.scan(lambda c, xx: (tj.scan(lambda d, y: (d * y + 1.0, d), c, xx)[0], c.sum()),
+                                       x, XS3), (X3,)),
+    "while_in_scan": (lambda x: tj.scan(lambda c, y: (tj.while_loop(lambda d: d.sum() < 10, lambda d: d * 2 + y, c), c),
+                                        np.abs(x) + 0.1, np.abs(XS)), (X3,)),
+    "cond_in_while": (lambda x: tj.while_loop(lambda s: s[0] < 6, lambda s: (
+        s[0] + 1, tj.cond(s[0] < 3, lambda v: v * 2, lambda v: v - 1, s[1])), (0, x)), (X3,)),
+    "int_bool_carries": (lambda x: tj.fori_loop(0, 4, lambda i, c: (c[0] + i, ~c[1], c[2] * 1.5), (0, True, x)), (X3,)),
+    "branch_returns_operand": (lambda x: tj.cond(x[0] > 0, lambda a: (a, 1.0), lambda a: (a * 2, 2.0), x), (X3,)),
+    "same_function_both_branches": (lambda x: tj.cond(x[0] > 0, np.sin, np.sin, x), (X3,)),
+    "output_twice": (lambda x: (lambda r: (r, r, r * 2))(tj.fori_loop(0, 3, lambda i, c: c * 2, x)), (X3,)),
+    "constant_in_branch_and_pullback": (tj.value_and_grad(
+        lambda x: tj.cond(x[0] > 0, lambda a: (np.sin(a) * W3).sum(), lambda a: (a * W3 * W3).sum(), x)), (X3,)),
+    "reverse_scan_grads": (tj.grad(lambda x, xs: tj.scan(lambda c, y: (np.cos(c) * y, c.sum()), x, xs,
+                                                           reverse=True)[1].sum(), argnums=(0, 1)), (X3, XS)),
+    "int_carry_grad": (tj.grad(lambda xs: tj.scan(lambda c, x: (c + 1, np.sin(x) * c), 0, xs)[1].sum()), (XS[:, 0],)),
+    "one_step_reverse_grad": (tj.grad(lambda w: tj.scan(lambda c, x: (np.tanh(c * w), None), np.ones(3), None,
+                                                        length=1, reverse=True)[0].sum()), (X3,)),
+    "second_order_scan": (tj.grad(lambda x: tj.grad(lambda y: tj.scan(
+        lambda c, t: (np.sin(c) * y, c), y, None, length=3)[0].sum())(x).sum()), (X3,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY))
+def test_jitted_c_matches_the_interpreter(name):
+    fun, args = TRICKY[name]
+    assert_same(tj.jit(fun)(*args), fun(*args))
+
+
+def test_big_constants_leave_the_loop_body():
+    graph = tj.make_ir(TRICKY["big_constant"][0])(X3).graph
+    body = next(n for n in graph.nodes if n.prim.name == "scan").params["body"]
+    assert not [n for n in body.nodes if n.prim.name == "constant" and n.out.size > 64]
+    assert [n for n in graph.nodes if n.prim.name == "constant" and n.out.shape == BIG.shape]
 
 
 # ---- the generated C ----------------------------------------------------------------------------

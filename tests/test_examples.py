@@ -57,3 +57,13 @@ def test_example_runs_as_a_script(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "test accuracy" in out and "numpy, hand-written backward" in out and "speed-up" in out
+
+
+def test_synthetic_fallback_without_scikit_learn(example, monkeypatch):
+    for module in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    x_train, y_train, x_test, y_test, name = example.load_data(seed=0)
+    assert "synthetic" in name and x_train.dtype == np.float32 and set(np.unique(y_train)) == set(range(10))
+    params = example.init_params((x_train.shape[1], 32, 10), seed=0)
+    params, _ = example.train(example.train_step, params, x_train, y_train, epochs=5, batch=64, lr=0.3, seed=0)
+    assert example.accuracy(params, x_test, y_test) >= 0.9

@@ -39,8 +39,9 @@ class Region:
     graph: Graph
     kg: KernelGraph
     texts: list  # KernelText per kernel, in execution order
-    statics: list  # constant Values emitted as static arrays
-    temps: list  # root Values the control function allocates
+    statics: dict  # constant Value -> name of its static array
+    temps: dict  # root Value -> name of the buffer the control function allocates
+    prefix: str = ""  # of its kernels' names
     functions: str = ""
 
     @property
@@ -49,6 +50,8 @@ class Region:
 
 
 def compile_region(ctx: KernelContext, graph: Graph, prefix: str) -> Region:
+    """Fuse `graph` and emit its kernels as functions named `prefix_k{n}_{ops}`. Its constants and
+    temporaries get names of their own (a Value may appear in two regions: a branch and its pullback)."""
     kg = fuse(graph)
     producer = graph.producers()
     rctx = KernelContext(ctx.names, kg.views, producer, ctx.errors)
@@ -57,26 +60,29 @@ def compile_region(ctx: KernelContext, graph: Graph, prefix: str) -> Region:
         ops = kernel_ops(kernel)
         texts.append(emit_kernel(rctx, kernel, prefix + kernel_name(n, ops)[len("tj"):], ops))
     roots = list(dict.fromkeys(r for t in texts for r in t.params))
-    statics = [r for r in roots if r in producer and producer[r].prim.name == "constant"]
-    bound = set(graph.inputs) | set(kg.outputs) | set(statics)
-    temps = [r for r in roots if r not in bound]
-    region = Region(graph, kg, texts, statics, temps)
-    region.functions = "\n".join([_static_array(ctx, c, producer[c].params["value"]) for c in statics]
+    constants = [r for r in roots if r in producer and producer[r].prim.name == "constant"]
+    bound = set(graph.inputs) | set(kg.outputs) | set(constants)
+    fresh = ctx.names.fresh
+    statics = {c: fresh(f"{c.name}_const") for c in constants}
+    temps = {r: fresh(f"{r.name}_tmp") for r in roots if r not in bound}
+    region = Region(graph, kg, texts, statics, temps, prefix)
+    region.functions = "\n".join([_static_array(name, c, producer[c].params["value"]) for c, name in statics.items()]
                                  + [t.text + "\n" for t in texts])
     return region
 
 
-def _static_array(ctx, value: Value, array) -> str:
+def _static_array(name: str, value: Value, array) -> str:
     flat = array.reshape(-1)
     items = ", ".join(c_literal(x, value.dtype) for x in flat) or "0"
-    return f"static const {dtypes.c_type(value.dtype)} {ctx.names.buffer(value)}[{max(flat.size, 1)}] = {{{items}}};"
+    return f"static const {dtypes.c_type(value.dtype)} tj_{name}[{max(flat.size, 1)}] = {{{items}}};"
 
 
-def call_region(w: Writer, ctx: KernelContext, region: Region, inputs: list[str], outputs: list[str]) -> None:
+def call_region(w: Writer, region: Region, inputs: list[str], outputs: list[str]) -> None:
     """The calls running `region` with its inputs and outputs at the given C pointer expressions."""
     where = {v: e for v, e in zip(region.graph.inputs, inputs)}
     where.update(zip(region.kg.outputs, outputs))
-    where.update((r, ctx.names.buffer(r)) for r in region.statics + region.temps)
+    where.update((c, f"tj_{name}") for c, name in region.statics.items())
+    where.update(region.temps)
     w(f"/* {region.graph.name} */")
     for text in region.texts:
         args = ", ".join([where[r] for r in text.params] + (["tj_bad_index"] if text.can_fail else []))
@@ -122,7 +128,10 @@ class ControlFunction:
         return self.ctx.names.buffer(value)
 
     def region(self, graph: Graph) -> Region:
-        region = compile_region(self.ctx, graph, f"{self.name}_{graph.name}")
+        prefix, n = f"{self.name}_{graph.name}", 1
+        while any(r.prefix == prefix for r in self.regions):  # two regions of one name (cond(p, f, f))
+            prefix, n = f"{self.name}_{graph.name}{n}", n + 1
+        region = compile_region(self.ctx, graph, prefix)
         self.regions.append(region)
         return region
 
@@ -136,7 +145,7 @@ class ControlFunction:
         sig = [f"{'' if r in written else 'const '}{dtypes.c_type(r.dtype)} *{self.ctx.names.buffer(r)}"
                for r in self.params] + ["int64_t *tj_bad_index"]
         allocations = [(name, v) for name, v in self.spares] + \
-                      [(self.ctx.names.buffer(r), r) for region in self.regions for r in region.temps]
+                      [(name, r) for region in self.regions for r, name in region.temps.items()]
         head = [f"/* {comment}{f'  ({self.node.loc})' if self.node.loc else ''} */",
                 f"static int {self.name}({', '.join(sig)})", "{", "    int tj_status = 0;"]
         for name, v in allocations:
@@ -169,10 +178,10 @@ def emit_cond(f: ControlFunction) -> str:
     outputs = [f.output(n) for n in range(len(node.outputs))]
     true_region, false_region = f.region(node.params["true_branch"]), f.region(node.params["false_branch"])
     f.w.open(f"if (*{pred})")
-    call_region(f.w, f.ctx, true_region, operands, outputs)
+    call_region(f.w, true_region, operands, outputs)
     f.w.depth -= 1
     f.w.open("} else")
-    call_region(f.w, f.ctx, false_region, operands, outputs)
+    call_region(f.w, false_region, operands, outputs)
     f.w.close()
     return "cond"
 
@@ -215,7 +224,7 @@ def emit_scan(f: ControlFunction) -> str:
     f.w.open(header)
     x_slices = [_plus(x, f"{t} * {_slice_size(v)}") for x, v in zip(xs, node.inputs[nc:nc + nx])]
     y_slots = [_plus(y, f"{t} * {_slice_size(v)}") for y, v in zip(ys, node.outputs[nc:])]
-    call_region(f.w, f.ctx, body, [f"&{t}"] + carries.cur + x_slices + consts, carries.next + y_slots)
+    call_region(f.w, body, [f"&{t}"] + carries.cur + x_slices + consts, carries.next + y_slots)
     carries.swap()
     f.w.close()
     carries.land_in_output()
@@ -232,9 +241,9 @@ def emit_while(f: ControlFunction) -> str:
     pred = f.ctx.names.fresh("pred")
     f.w(f"bool {pred} = false;")
     f.w.open("for (;;)")
-    call_region(f.w, f.ctx, cond, carries.cur + consts, [f"&{pred}"])
+    call_region(f.w, cond, carries.cur + consts, [f"&{pred}"])
     f.w(f"if (!{pred}) break;")
-    call_region(f.w, f.ctx, body, carries.cur + consts, carries.next)
+    call_region(f.w, body, carries.cur + consts, carries.next)
     carries.swap()
     f.w.close()
     carries.land_in_output()

@@ -16,6 +16,12 @@ from .. import dtypes
 PARALLEL_MIN_ELEMENTS = 100_000
 
 
+def local_type(dtype) -> str:
+    """C type of a local holding one element. bool elements are 1-byte `bool` in memory, but
+    locals are `int` (always 0 or 1): gcc does not vectorize loops with `_Bool` temporaries."""
+    return "int" if np.dtype(dtype) == dtypes.bool_ else dtypes.c_type(dtype)
+
+
 def c_literal(value, dtype) -> str:
     """An exact C literal of `dtype` (typed, so float32 arithmetic stays float32)."""
     dtype = np.dtype(dtype)
@@ -105,7 +111,7 @@ def _extremum(cmp, omp_op, bound, bool_op, bool_omp):
     def make(acc, x, i, in_dtype, out_dtype):
         ctype = dtypes.c_type(out_dtype)
         if out_dtype == dtypes.bool_:
-            return Reduction([f"bool {acc} = {bound(out_dtype)};"], f"{acc} = {acc} {bool_op} {x};",
+            return Reduction([f"int {acc} = {bound(out_dtype)};"], f"{acc} = {acc} {bool_op} {x};",
                              [f"{bool_omp}:{acc}"], acc)
         decls = [f"{ctype} {acc} = {bound(out_dtype)};"]
         update = f"{acc} = {x} {cmp} {acc} ? {x} : {acc};"
@@ -124,7 +130,7 @@ def _arg_extremum(cmp, bound):
     def make(acc, x, i, in_dtype, out_dtype):
         best = f"{acc}_best"
         nan_wins = f" || ({x} != {x} && {best} == {best})" if dtypes.is_float(in_dtype) else ""
-        decls = [f"{dtypes.c_type(in_dtype)} {best} = {bound(in_dtype)};", f"int64_t {acc} = 0;"]
+        decls = [f"{local_type(in_dtype)} {best} = {bound(in_dtype)};", f"int64_t {acc} = 0;"]
         update = f"if ({x} {cmp} {best}{nan_wins}) {{ {best} = {x}; {acc} = {i}; }}"
         return Reduction(decls, update, [], acc, simd=False)  # first max wins: sequential
 

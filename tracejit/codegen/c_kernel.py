@@ -13,7 +13,7 @@ from ..ir.graph import Node, Value
 from ..ops.registry import Kind
 from ..passes.fusion import Kernel, blas_layout, is_scalar_constant
 from ..passes.views import own_view
-from .c_exprs import PARALLEL_MIN_ELEMENTS, REDUCTIONS, c_literal, index_expr, omp_pragma
+from .c_exprs import PARALLEL_MIN_ELEMENTS, REDUCTIONS, c_literal, index_expr, local_type, omp_pragma
 from .loops import Access, LoopNest, access, build_nest, is_alias, operand_map, reduction_phase
 
 
@@ -157,7 +157,7 @@ class LoopEmitter:
         args = [self.operand(v, node, scope, loops) for v in node.inputs]
         expr = node.prim.c_expr(args, [v.dtype for v in node.inputs], out.dtype, **node.params)
         name = self.names.of(out)
-        self.w(f"const {dtypes.c_type(out.dtype)} {name} = {expr};")
+        self.w(f"const {local_type(out.dtype)} {name} = {expr};")
         scope[out] = name
 
     def reduction(self, node: Node, scope: dict, loops, index_var: str) -> tuple:
@@ -166,7 +166,7 @@ class LoopEmitter:
         operand = self.operand(x, node, scope, loops)
         if not operand.isidentifier():  # a load: give it a name, the update reads it several times
             local = self.names.fresh(f"{x.name}_i")
-            self.w(f"const {dtypes.c_type(x.dtype)} {local} = {operand};")
+            self.w(f"const {local_type(x.dtype)} {local} = {operand};")
             operand = local
         acc = self.names.of(node.out, "_acc")
         return REDUCTIONS[node.prim.name](acc, operand, index_var, x.dtype, node.out.dtype)
@@ -224,7 +224,7 @@ class LoopEmitter:
 
     def finish_reduction(self, node, red, scope) -> None:
         name = self.names.of(node.out)
-        self.w(f"const {dtypes.c_type(node.out.dtype)} {name} = {red.result};")
+        self.w(f"const {local_type(node.out.dtype)} {name} = {red.result};")
         scope[node.out] = name
 
     def emit_phased(self, big: bool) -> None:
@@ -364,12 +364,10 @@ def emit_gemm(ctx: KernelContext, kernel: Kernel, w: Writer, params: _Params) ->
         terms = [(loops[j + shift], s if value.shape[j] != 1 else 0) for j, s in enumerate(view.strides[:-2])]
         operands.append((trans, ld, f"{names.buffer(view.root)} + {index_expr(view.offset, terms)}"))
     c_terms = list(zip(loops, [int(x) for x in own_view(out).strides[:-2]]))
-    fn = "scipy_cblas_sgemm" if out.dtype == dtypes.float32 else "scipy_cblas_dgemm"
-    one, zero = ("1.0f", "0.0f") if out.dtype == dtypes.float32 else ("1.0", "0.0")
     (ta, lda, pa), (tb, ldb, pb) = operands
     trans = lambda t: "TJ_TRANS" if t else "TJ_NO_TRANS"  # noqa: E731
-    w(f"{fn}(TJ_ROW_MAJOR, {trans(ta)}, {trans(tb)}, {m}, {n}, {k}, {one}, {pa}, {lda}, {pb}, {ldb}, "
-      f"{zero}, {names.buffer(out)} + {index_expr(0, c_terms)}, {n});")
+    w(f"tj_gemm_{dtypes.short_name(out.dtype)}({trans(ta)}, {trans(tb)}, {m}, {n}, {k}, {pa}, {lda}, {pb}, {ldb}, "
+      f"{names.buffer(out)} + {index_expr(0, c_terms)}, {n});")
     for _ in batch:
         w.close()
 

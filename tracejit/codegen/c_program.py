@@ -5,8 +5,8 @@ Storage of each root value:
   output     a tj_main parameter, allocated by the runtime with numpy
   constant   scalars are inline literals; small arrays static C arrays; large ones extra
              (hidden) tj_main parameters the runtime passes
-  temporary  aligned_alloc'd in tj_main before the kernel that writes it, freed after its last
-             reader; on an error return every temporary is freed
+  temporary  a slice of one workspace the runtime allocates once per executable (temporaries
+             whose lifetimes do not overlap share bytes)
 tj_main returns 0, or the code of an error message (`errors[code - 1]`, with `{bad}` the
 offending index, which tj_main writes to *tj_bad_index).
 """
@@ -35,10 +35,48 @@ PRELUDE = """\
 """
 
 BLAS_DECLS = """\
-/* OpenBLAS from the scipy-openblas32 wheel: symbols carry a scipy_ prefix. */
-enum {{ TJ_ROW_MAJOR = 101, TJ_NO_TRANS = 111, TJ_TRANS = 112 }};
-void scipy_cblas_{p}gemm(int order, int trans_a, int trans_b, int m, int n, int k, {t} alpha, const {t} *a,
-                       int lda, const {t} *b, int ldb, {t} beta, {t} *c, int ldc);
+/* BLAS. The runtime hands over numpy's own OpenBLAS (ILP64, `tj_use_blas64`) when it finds
+ * it, so tracejit and numpy share one BLAS thread pool: two OpenBLAS pools spinning on the
+ * same cores made every gemm ~40x slower right after a numpy matmul. Otherwise the
+ * scipy-openblas32 wheel, linked directly (symbols carry a scipy_ prefix). */
+enum { TJ_ROW_MAJOR = 101, TJ_NO_TRANS = 111, TJ_TRANS = 112 };
+void scipy_cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void scipy_cblas_dgemm(int order, int trans_a, int trans_b, int m, int n, int k, double alpha, const double *a,
+                       int lda, const double *b, int ldb, double beta, double *c, int ldc);
+typedef void (*tj_sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                              const float *, int64_t, float, float *, int64_t);
+typedef void (*tj_dgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                              const double *, int64_t, double, double *, int64_t);
+static tj_sgemm64_fn tj_sgemm64;
+static tj_dgemm64_fn tj_dgemm64;
+
+void tj_use_blas64(void *sgemm, void *dgemm)
+{
+    tj_sgemm64 = (tj_sgemm64_fn)sgemm;
+    tj_dgemm64 = (tj_dgemm64_fn)dgemm;
+}
+
+/* C = op(A) @ op(B), row-major */
+static inline void tj_gemm_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                               const float *b, int64_t ldb, float *c, int64_t ldc)
+{
+    if (tj_sgemm64)
+        tj_sgemm64(TJ_ROW_MAJOR, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    else
+        scipy_cblas_sgemm(TJ_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, 0.0f, c,
+                          (int)ldc);
+}
+
+static inline void tj_gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
+                               const double *b, int64_t ldb, double *c, int64_t ldc)
+{
+    if (tj_dgemm64)
+        tj_dgemm64(TJ_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+    else
+        scipy_cblas_dgemm(TJ_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb, 0.0, c,
+                          (int)ldc);
+}
 """
 
 SET_THREADS = """\
@@ -70,7 +108,7 @@ class Program:
     hidden: list  # np.ndarray constants passed after the outputs
     errors: list  # message templates; tj_main's return code n means errors[n - 1]
     kernels: list = field(default_factory=list)  # KernelInfo
-    peak_temp_bytes: int = 0
+    peak_temp_bytes: int = 0  # = the workspace size
 
 
 def generate(kg: KernelGraph, name: str = "main") -> Program:
@@ -94,14 +132,16 @@ def generate(kg: KernelGraph, name: str = "main") -> Program:
     hidden = [c for c in constants if c.size > STATIC_CONSTANT_MAX]
     main, peak = _entry_point(kg, texts, names, hidden)
     parts = [PRELUDE.format(name=name)]
-    parts += [BLAS_DECLS.format(p=p, t=t) for p, t, dt in (("s", "float", dtypes.float32), ("d", "double", dtypes.float64))
-              if any(k.kind == "matmul" and k.nodes[0].out.dtype == dt for k in _all_kernels(kg))
-              or dt in _region_matmul_dtypes(kg.graph)]
+    uses_blas = any(k.kind == "matmul" for k in _all_kernels(kg)) or bool(_region_matmul_dtypes(kg.graph))
+    if uses_blas:
+        parts.append(BLAS_DECLS)
     parts += [_static_constant(c, producer[c].params["value"], names) for c in static]
     parts += [t.text + "\n" for t in texts]
     parts += [SET_THREADS, main]
-    n_ptr = len(kg.graph.inputs) + len(kg.outputs) + len(hidden)
+    n_ptr = len(kg.graph.inputs) + len(kg.outputs) + len(hidden) + 1  # + the workspace
     cdef = f"int tj_main({', '.join(['void *'] * n_ptr + ['int64_t *'])});\nvoid tj_set_threads(int n);\n"
+    if uses_blas:
+        cdef += "void tj_use_blas64(void *sgemm, void *dgemm);\n"
     return Program("\n".join(parts), cdef, list(kg.graph.inputs), list(kg.outputs),
                    [np.ascontiguousarray(producer[c].params["value"]) for c in hidden], errors, infos, peak)
 
@@ -131,43 +171,58 @@ def _static_constant(value, array, names) -> str:
 
 
 def _entry_point(kg: KernelGraph, texts, names: CNames, hidden) -> tuple[str, int]:
+    """tj_main: the kernels in order; temporaries are slices of one workspace (see plan_workspace)."""
     inputs, outputs = list(kg.graph.inputs), list(kg.outputs)
-    fixed = set(inputs) | set(outputs)
-    producer = kg.graph.producers()
-    temps = [r for t in texts for r in t.params
-             if r not in fixed and not (r in producer and producer[r].prim.name == "constant")]
-    temps = list(dict.fromkeys(temps))
-    first = {r: min(n for n, t in enumerate(texts) if r in t.params) for r in temps}
-    last = {r: max(n for n, t in enumerate(texts) if r in t.params) for r in temps}
+    temps, offsets, size = plan_workspace(kg, texts)
     params = [f"const {dtypes.c_type(v.dtype)} *{names.buffer(v)}" for v in inputs]
     params += [f"{dtypes.c_type(v.dtype)} *{names.buffer(v)}" for v in outputs]
     params += [f"const {dtypes.c_type(v.dtype)} *{names.buffer(v)}" for v in hidden]
-    params.append("int64_t *tj_bad_index")
-    lines = [f"int tj_main({', '.join(params)})", "{", "    int tj_status = 0;"]
-    lines += [f"    {dtypes.c_type(r.dtype)} *{names.buffer(r)} = NULL;" for r in temps]
-    live, peak = 0, 0
-    for n, text in enumerate(texts):
-        for r in (r for r in temps if first[r] == n):
-            size = _aligned_bytes(r)
-            live += size
-            lines.append(f"    {names.buffer(r)} = aligned_alloc({ALIGNMENT}, {size});")
-            lines.append(f"    if (!{names.buffer(r)}) {{ tj_status = -1; goto tj_done; }}")
-        peak = max(peak, live)
+    params += ["char *tj_workspace", "int64_t *tj_bad_index"]
+    lines = [f"int tj_main({', '.join(params)})", "{"]
+    if size == 0:
+        lines.append("    (void)tj_workspace;")
+    for r in temps:
+        ctype = dtypes.c_type(r.dtype)
+        lines.append(f"    {ctype} *{names.buffer(r)} = ({ctype} *)(tj_workspace + {offsets[r]});  /* {_aligned_bytes(r)} bytes */")
+    if any(t.can_fail for t in texts):
+        lines.append("    int tj_status;")
+    for text in texts:
         args = ", ".join(names.buffer(r) for r in text.params)
         if text.can_fail:
             args = f"{args}, tj_bad_index" if args else "tj_bad_index"
-            lines.append(f"    tj_status = {text.name}({args});")
-            lines.append("    if (tj_status) goto tj_done;")
+            lines.append(f"    if ((tj_status = {text.name}({args}))) return tj_status;")
         else:
             lines.append(f"    {text.name}({args});")
-        for r in (r for r in temps if last[r] == n):
-            live -= _aligned_bytes(r)
-            lines.append(f"    free({names.buffer(r)}); {names.buffer(r)} = NULL;")
-    if temps or any(t.can_fail for t in texts):
-        lines.append("tj_done:")
-    lines += [f"    free({names.buffer(r)});" for r in temps]
-    lines += ["    return tj_status;", "}"]
-    return "\n".join(lines) + "\n", peak
+    lines += ["    return 0;", "}"]
+    return "\n".join(lines) + "\n", size
+
+
+def plan_workspace(kg: KernelGraph, texts) -> tuple[list, dict, int]:
+    """(temporaries, byte offset of each in the workspace, workspace bytes).
+
+    A temporary lives from the first kernel that touches it to the last; two temporaries
+    share bytes only when their lifetimes do not overlap (largest first, lowest free offset).
+    The runtime allocates the workspace once per Executable, so repeated calls neither
+    allocate nor page-fault.
+    """
+    fixed = set(kg.graph.inputs) | set(kg.outputs)
+    producer = kg.graph.producers()
+    temps = list(dict.fromkeys(r for t in texts for r in t.params if r not in fixed
+                               and not (r in producer and producer[r].prim.name == "constant")))
+    first = {r: min(n for n, t in enumerate(texts) if r in t.params) for r in temps}
+    last = {r: max(n for n, t in enumerate(texts) if r in t.params) for r in temps}
+    offsets: dict = {}
+    for r in sorted(temps, key=lambda r: -_aligned_bytes(r)):
+        busy = sorted((offsets[o], offsets[o] + _aligned_bytes(o)) for o in offsets
+                      if first[o] <= last[r] and first[r] <= last[o])
+        offset = 0
+        for lo, hi in busy:
+            if offset + _aligned_bytes(r) <= lo:
+                break
+            offset = max(offset, hi)
+        offsets[r] = offset
+    size = max((offsets[r] + _aligned_bytes(r) for r in temps), default=0)
+    return temps, offsets, size
 
 
 def _aligned_bytes(value) -> int:

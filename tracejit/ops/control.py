@@ -10,9 +10,10 @@ trailing "consts"), so a region never refers to a value of the enclosing graph.
 
 Gradients: cond -> a cond over the branches' pullbacks; scan -> a scan in the other direction over
 the carries saved at each step (a y of the body that is one of its carry inputs is such a stack:
-the front end adds them, DCE drops them when no gradient needs them); while -> an error.
-The VJP rules build regions with autodiff's vjp_graph (imported late: control flow is the one
-place where a rule differentiates a graph of its own).
+the front end adds them, DCE drops them when no gradient needs them); while -> an error. A
+pullback reads the region outputs it needs (tanh's result, say) from the forward node's outputs
+instead of recomputing them. The VJP rules build regions with autodiff's vjp_graph (imported
+late: control flow is the one place where a rule differentiates a graph of its own).
 """
 from __future__ import annotations
 
@@ -72,26 +73,56 @@ def _cond_reference(pred, *operands, true_branch, false_branch, _env=None):
 
 
 def _cond_vjp(b, node: Node, cts):
-    """A cond over the pullbacks of the two branches: the taken branch's backward runs."""
+    """A cond over the pullbacks of the two branches: the taken branch's backward runs. Branch
+    outputs the backward reads come from the forward node instead of being recomputed."""
     pred, *operands = node.inputs
     wrt = [i for i, v in enumerate(operands) if dtypes.is_float(v.dtype)]
     seeds = [k for k, v in enumerate(node.outputs) if dtypes.is_float(v.dtype) and cts[k] is not None]
-    seed_values = [cts[k] for k in seeds]
-    branches = {key: _pullback_region(node.params[key], wrt, seeds)
-                for key in ("true_branch", "false_branch")}
-    grads = b.emit(cond_p, pred, *operands, *seed_values, **branches)
+    keys = ("true_branch", "false_branch")
+    pullbacks = {key: Pullback(node.params[key], wrt, seeds) for key in keys}
+    reused = sorted(set().union(*(pb.reused for pb in pullbacks.values())))
+    branches = {key: pullbacks[key].region(reused) for key in keys}
+    forward = [node.outputs[k] for k in reused]
+    grads = b.emit(cond_p, pred, *operands, *forward, *[cts[k] for k in seeds], **branches)
     in_cts = [None] * len(node.inputs)
     for i, grad in zip(wrt, grads):
         in_cts[1 + i] = grad
     return in_cts
 
 
-def _pullback_region(graph: Graph, wrt: list[int], seeds: list[int]) -> Graph:
-    """(*graph.inputs, *cotangents of outputs `seeds`) -> cotangents of inputs `wrt`."""
-    from ..autodiff.vjp import vjp_graph
+class Pullback:
+    """The derivative of a region: vjp_graph's joint graph, and which of the region's outputs its
+    backward part reads (a control node's outputs hold those already: no need to recompute them)."""
 
-    joint = vjp_graph(graph, wrt, seeds=seeds, name=f"{graph.name}_vjp")
-    return Graph(joint.inputs, joint.nodes, joint.outputs[len(graph.outputs):], joint.name)
+    def __init__(self, graph: Graph, wrt: list[int], seeds: list[int]):
+        from ..autodiff.vjp import vjp_graph
+
+        self.graph, self.n_seeds = graph, len(seeds)
+        self.joint = vjp_graph(graph, wrt, seeds=seeds, name=f"{graph.name}_vjp")
+        backward = self.joint.nodes[len(graph.nodes):]
+        reads = {v for n in backward for v in n.inputs} | set(self.joint.outputs[len(graph.outputs):])
+        inputs = set(graph.inputs)
+        first = {}
+        for k, v in enumerate(graph.outputs):
+            if v in reads and v not in inputs:
+                first.setdefault(v, k)
+        self.reused = sorted(first.values())
+
+    def emit(self, bb: GraphBuilder, inputs: list[Value], forward: dict[int, Value], cts: list[Value]) -> list[Value]:
+        """Inline the joint graph into `bb`; `forward` gives the Values of reused outputs. Returns
+        the cotangents of the `wrt` inputs."""
+        bound = {self.graph.outputs[k]: v for k, v in forward.items()}
+        outs = inline(bb, self.joint, list(inputs) + list(cts), bound)
+        return outs[len(self.graph.outputs):]
+
+    def region(self, reused: list[int]) -> Graph:
+        """(*inputs, *reused outputs, *output cotangents) -> input cotangents (a cond's pullback)."""
+        g = self.graph
+        bb = GraphBuilder(f"{g.name}_vjp")
+        inputs = [bb.new_input(v.shape, v.dtype, name=v.name) for v in g.inputs]
+        forward = {k: bb.new_input(g.outputs[k].shape, g.outputs[k].dtype, name=g.outputs[k].name) for k in reused}
+        cts = [bb.new_input(v.shape, v.dtype, name=v.name) for v in self.joint.inputs[len(g.inputs):]]
+        return bb.build(self.emit(bb, inputs, forward, cts))
 
 
 def _cond_prune(node: Node, live: list[bool]) -> Node:
@@ -176,18 +207,23 @@ def _scan_prune(node: Node, live: list[bool]) -> Node:
 def _scan_vjp(b, node: Node, cts):
     """A scan in the other direction over the saved carries: at step t it runs the body's pullback
     from the carry that entered step t, passing the carry's cotangent back to step t-1 and summing
-    the consts' cotangents in accumulator carries."""
+    the consts' cotangents in accumulator carries. Body outputs the backward reads (tanh's result,
+    say) are read from their stacks, not recomputed: a y's from the node's ys, a carry's from the
+    saved carries shifted by one step."""
     p = node.params
-    nc, nx = p["num_carry"], p["num_xs"]
+    nc, nx, length = p["num_carry"], p["num_xs"], p["length"]
     carries, xs, consts = _split(node.inputs, nc, nx)
-    plan = _ScanPullback(p["body"], nc, nx, len(consts), [ct is not None for ct in cts[nc:]])
+    plan = _ScanPullback(p["body"], nc, nx, len(consts), [ct is not None for ct in cts[nc:]], length)
     ct_carries = [_ct_or_zeros(b, cts[j], node.outputs[j]) for j in plan.float_c]
     accumulators = [zeros(b, consts[j].shape, consts[j].dtype) for j in plan.float_k]
     ct_ys = [cts[nc + k] for k in plan.float_y]
+    saved = _saved_carries(b, node)
+    reused = [node.outputs[k] if k >= nc else _next_carries(b, saved[k], node.outputs[k], p["reverse"])
+              for k in plan.reused]
     outs = b.emit(
-        scan_p, *ct_carries, *accumulators, *_saved_carries(b, node), *xs, *ct_ys, *consts,
-        body=plan.body(), length=p["length"], reverse=not p["reverse"],
-        num_carry=len(ct_carries) + len(accumulators), num_xs=nc + nx + len(ct_ys),
+        scan_p, *ct_carries, *accumulators, *saved, *xs, *reused, *ct_ys, *consts,
+        body=plan.body(), length=length, reverse=not p["reverse"],
+        num_carry=len(ct_carries) + len(accumulators), num_xs=nc + nx + len(reused) + len(ct_ys),
     )
     g_c, g_k, g_x = _cut(outs, len(plan.float_c), len(plan.float_k))
     in_cts = [None] * len(node.inputs)
@@ -198,43 +234,52 @@ def _scan_vjp(b, node: Node, cts):
     return in_cts
 
 
+def _next_carries(b, saved: Value, final: Value, reverse: bool) -> Value:
+    """The carry each step produced, stacked: the saved carries shifted one step, then the final one."""
+    last = b.emit("reshape", final, shape=(1,) + tuple(final.shape))
+    length = saved.shape[0]
+    if length == 1:
+        return last
+    rank = len(saved.shape)
+    start, stop = (1, length) if not reverse else (0, length - 1)
+    rest = b.emit("slice", saved, starts=(start,) + (0,) * (rank - 1), stops=(stop,) + tuple(saved.shape[1:]),
+                  steps=(1,) * rank)
+    return b.emit("concatenate", *((rest, last) if not reverse else (last, rest)), axis=0)
+
+
 class _ScanPullback:
     """Which parts of a scan carry cotangents, and the backward body that computes them."""
 
-    def __init__(self, body: Graph, nc: int, nx: int, nk: int, y_has_ct: list[bool]):
+    def __init__(self, body: Graph, nc: int, nx: int, nk: int, y_has_ct: list[bool], length: int):
         self.fwd, self.nc, self.nx, self.nk = body, nc, nx, nk
         ins = body.inputs[1:]
         self.float_c = [j for j in range(nc) if dtypes.is_float(ins[j].dtype)]
         self.float_x = [j for j in range(nx) if dtypes.is_float(ins[nc + j].dtype)]
         self.float_k = [j for j in range(nk) if dtypes.is_float(ins[nc + nx + j].dtype)]
-        self.float_y = [k for k, has_ct in enumerate(y_has_ct) if has_ct and dtypes.is_float(body.outputs[nc + k].dtype)]
+        self.float_y = [k for k, has_ct in enumerate(y_has_ct)
+                        if has_ct and dtypes.is_float(body.outputs[nc + k].dtype)]
+        wrt = [1 + j for j in self.float_c] + [1 + nc + j for j in self.float_x] + \
+              [1 + nc + nx + j for j in self.float_k]
+        self.pullback = Pullback(body, wrt, self.float_c + [nc + k for k in self.float_y])
+        self.reused = self.pullback.reused if length > 0 else []
 
     def body(self) -> Graph:
-        """(t, *ct_carries, *accumulators, *carries[t], *x[t], *ct_y[t], *consts)
+        """(t, *ct_carries, *accumulators, *carries[t], *x[t], *reused outputs[t], *ct_y[t], *consts)
         -> (*ct_carries of step t-1, *accumulators + ct_consts[t], *ct_x[t])"""
         fwd, nc, nx = self.fwd, self.nc, self.nx
-        joint = self._joint()
         bb = GraphBuilder(f"{fwd.name}_vjp")
         t = bb.new_input((), INDEX_DTYPE, name=fwd.inputs[0].name)
         new = lambda v, prefix="": bb.new_input(v.shape, v.dtype, name=prefix + v.name)
         ct_c = [new(fwd.inputs[1 + j], "ct_") for j in self.float_c]
         acc = [new(fwd.inputs[1 + nc + nx + j], "ct_") for j in self.float_k]
         primal = [new(v) for v in fwd.inputs[1:1 + nc + nx]]
+        forward = {k: new(fwd.outputs[k]) for k in self.reused}
         ct_y = [new(fwd.outputs[nc + k], "ct_") for k in self.float_y]
         consts = [new(v) for v in fwd.inputs[1 + nc + nx:]]
-        outs = inline(bb, joint, [t] + primal + consts + ct_c + ct_y)[len(fwd.outputs):]
-        g_c, g_x, g_k = _cut(outs, len(self.float_c), len(self.float_x))
+        grads = self.pullback.emit(bb, [t] + primal + consts, forward, ct_c + ct_y)
+        g_c, g_x, g_k = _cut(grads, len(self.float_c), len(self.float_x))
         summed = [bb.emit("add", a, g, name=a.name) for a, g in zip(acc, g_k)]
         return bb.build(g_c + summed + g_x)
-
-    def _joint(self) -> Graph:
-        from ..autodiff.vjp import vjp_graph
-
-        nc, nx = self.nc, self.nx
-        wrt = [1 + j for j in self.float_c] + [1 + nc + j for j in self.float_x] + \
-              [1 + nc + nx + j for j in self.float_k]
-        seeds = self.float_c + [nc + k for k in self.float_y]
-        return vjp_graph(self.fwd, wrt, seeds=seeds, name=f"{self.fwd.name}_vjp")
 
 
 def _cut(values, *sizes):
@@ -265,12 +310,16 @@ def _ct_or_zeros(b, ct: Value | None, like: Value) -> Value:
     return ct if ct is not None else zeros(b, like.shape, like.dtype)
 
 
-def inline(b: GraphBuilder, graph: Graph, inputs: list[Value]) -> list[Value]:
-    """Emit `graph`'s nodes into `b`, feeding `inputs` to its inputs; return its outputs' new Values."""
+def inline(b: GraphBuilder, graph: Graph, inputs: list[Value], bound: dict | None = None) -> list[Value]:
+    """Emit `graph`'s nodes into `b`, feeding `inputs` to its inputs; return its outputs' new Values.
+    `bound` gives Values for some of the graph's values: nodes computing only those are skipped."""
     if len(inputs) != len(graph.inputs):
         raise TracejitError(f"internal error: inlining {graph.name} with {len(inputs)} of {len(graph.inputs)} inputs")
     env: dict[Value, Value] = dict(zip(graph.inputs, inputs))
+    env.update(bound or {})
     for node in graph.nodes:
+        if all(v in env for v in node.outputs):
+            continue
         hint = node.outputs[0].name if len(node.outputs) == 1 and not node.outputs[0].name.isdigit() else None
         outs = b.emit(node.prim, *[env[v] for v in node.inputs], loc=node.loc, name=hint, **node.params)
         env.update(zip(node.outputs, outs if node.prim.multiple_results else [outs]))

@@ -6,16 +6,25 @@ outputs with numpy and makes one C call; everything else is precomputed at build
 """
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 import numpy as np
 
 from .. import config
-from ..codegen.c_program import Program, generate
+from ..codegen.c_program import ALIGNMENT, Program, generate
 from ..ir.graph import Graph
 from ..ir.printer import format_graph
 from ..passes.fusion import KernelGraph, fuse
 from ..passes.pipeline import optimize
+
+# OpenMP worker threads that spin after a parallel loop steal the cores numpy's BLAS threads
+# (and ours, through numpy's BLAS) need next; sleeping at once costs a few microseconds per
+# loop (loops go parallel only above ~100k elements). Measured on 2 busy cores: W2a 7.8 ->
+# 2.7 ms, W2b 5.4 -> 2.6 ms. libgomp reads this when the first generated library loads it;
+# a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class Executable:
@@ -34,13 +43,21 @@ class Executable:
         self._from_buffer = ffi.from_buffer
         self._main = library.lib.tj_main
         self._bad_index = ffi.new("int64_t[1]")
-        self._hidden = [ffi.from_buffer(a) for a in program.hidden] + [self._bad_index]
+        self._workspace = np.empty(program.peak_temp_bytes + ALIGNMENT, np.uint8)
+        self._hidden = [ffi.from_buffer(a) for a in program.hidden] + [_aligned_pointer(ffi, self._workspace),
+                                                                       self._bad_index]
+        # one workspace per executable: calls from several threads take turns
+        self._lock = threading.Lock() if program.peak_temp_bytes else None
         self._hidden_arrays = program.hidden  # keep them alive
         self._in_specs = [(tuple(v.shape), np.dtype(v.dtype)) for v in graph.inputs]
         self._n_in = len(self._in_specs)
         self._out_specs = [(tuple(v.shape), np.dtype(v.dtype)) for v in graph.outputs]
         self._call = self._make_call()
         library.lib.tj_set_threads(config.num_threads())
+        if "tj_use_blas64" in program.cdef:
+            blas = numpy_blas64()
+            if blas is not None:
+                library.lib.tj_use_blas64(ffi.cast("void *", blas[0]), ffi.cast("void *", blas[1]))
 
     def __call__(self, *leaves):
         return self._call(*leaves)
@@ -72,7 +89,13 @@ class Executable:
             env[f"H{n}"] = pointer
             hidden.append(f"H{n}")
         pointers = [f"p{n}" for n in range(self._n_in)] + [f"fb({o})" for o in outs] + hidden
-        lines += [f"    status = main({', '.join(pointers)})", "    if status: fail(status)",
+        call = f"main({', '.join(pointers)})"
+        if self._lock is not None:
+            env["lock"] = self._lock
+            lines += ["    with lock:", f"        status = {call}"]
+        else:
+            lines.append(f"    status = {call}")
+        lines += ["    if status: fail(status)",
                   f"    return [{', '.join(outs)}]"]
         exec("\n".join(lines), env)  # noqa: S102 - code built from our own signature, no user text
         return env["call"]
@@ -95,10 +118,43 @@ class Executable:
         return array
 
     def _raise(self, status: int):
-        if status < 0:
-            raise MemoryError(f"{self.name}: out of memory for temporaries ({self.peak_temp_bytes} bytes)")
         message = self.program.errors[status - 1].format(bad=int(self._bad_index[0]))
         raise IndexError(message)
+
+
+_NUMPY_BLAS: list = []
+
+
+def numpy_blas64() -> tuple[int, int] | None:
+    """Addresses of sgemm/dgemm in numpy's own OpenBLAS (the scipy-openblas64 numpy wheels bundle),
+    or None (another numpy build: the generated code then calls the scipy-openblas32 wheel).
+
+    Sharing numpy's library means one BLAS thread pool in the process: with two, each pool's
+    threads spin after a call and starve the other's (a 128x784x512 sgemm took 24 ms instead of
+    0.6 ms right after a numpy matmul)."""
+    if not _NUMPY_BLAS:
+        _NUMPY_BLAS.append(_find_numpy_blas64())
+    return _NUMPY_BLAS[0]
+
+
+def _find_numpy_blas64():
+    import ctypes
+    import glob
+
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            return tuple(ctypes.cast(getattr(lib, f"scipy_cblas_{p}gemm64_"), ctypes.c_void_p).value for p in "sd")
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _aligned_pointer(ffi, array: np.ndarray):
+    """A char* into `array` rounded up to ALIGNMENT bytes (the workspace offsets are multiples of it)."""
+    address = int(ffi.cast("uintptr_t", ffi.from_buffer(array)))
+    return ffi.cast("char *", ffi.from_buffer(array)) + (-address % ALIGNMENT)
 
 
 def kernel_listing(program: Program) -> str:
@@ -107,7 +163,7 @@ def kernel_listing(program: Program) -> str:
         fused = " ".join(f"%{v.name}" for v in info.node_values) or "(copy)"
         stored = " ".join(f"%{v.name}" for v in info.stored)
         lines.append(f"  kernel {info.name}: fuses {fused} -> {stored}")
-    lines.append(f"peak temporary bytes: {program.peak_temp_bytes}")
+    lines.append(f"workspace (peak temporary) bytes: {program.peak_temp_bytes}")
     return "\n".join(lines)
 
 
