@@ -133,6 +133,20 @@ class ProgramBuilder:
         idx = self.new_input(self.shape(0, 2), kind="index", bound=x.shape[0])
         self.emit("gather", x, idx)
 
+    def where(self):
+        x = self.pick()
+        y = self.broadcast_partner(x)
+        cond = self.b.emit(self.draw(st.sampled_from(["greater", "less_equal", "equal"])), x, y)
+        self.emit("where", cond, x, y)
+
+    def scatter_add(self):
+        x = self.pick([v for v in self.pool if v.ndim >= 1] or [None])
+        if x is None:
+            return self.unary()
+        rows = self.draw(st.integers(1, 4))
+        idx = self.new_input(x.shape[:1], kind="index", bound=rows)
+        self.emit("scatter_add", x, idx, shape=(rows,) + x.shape[1:])
+
     def concatenate(self):
         x = self.pick([v for v in self.pool if v.ndim >= 1] or [None])
         if x is None:
@@ -142,14 +156,14 @@ class ProgramBuilder:
         self.emit("concatenate", x, self.pick(other), axis=axis)
 
     STEPS = ["unary", "binary", "binary", "reduce", "reshape", "transpose", "slice", "broadcast", "matmul",
-             "gather", "concatenate", "argmax"]
+             "gather", "concatenate", "argmax", "where", "scatter_add"]
 
     def build(self):
         self.new_input(self.shape(0, 3))
         for _ in range(self.draw(st.integers(1, 7))):
             getattr(self, self.draw(st.sampled_from(self.STEPS)))()
         outs = self.draw(st.lists(st.integers(0, len(self.pool) - 1), min_size=1, max_size=3))
-        outs = [self.pool[-1]] + [self.pool[i] for i in outs]
+        outs = [self.pool[-1]] + [self.pool[i] for i in outs]  # inputs and repeats included
         return self.b.build(outs)
 
 
