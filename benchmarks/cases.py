@@ -21,7 +21,7 @@ KEYS = ("W1", "W2a", "W2b", "W3", "W4", "W5", "W6")
 
 
 class WorkloadsNotFound(Exception):
-    pass
+    """The shared workloads file is not where it was looked for; the message says how to point at it."""
 
 
 def load_workloads(path=None):

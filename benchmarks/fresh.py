@@ -22,7 +22,7 @@ import numpy as np
 
 import cases
 import peers
-from measure import first_lines
+from measure import CpuWatch, first_lines
 
 RUNNER = Path(__file__).resolve().parent / "run.py"
 TIMEOUT_S = 1800  # torch.compile of three workloads takes a minute or two; a hang must not last forever
@@ -83,11 +83,14 @@ def w6_rows(workloads_path, peer_names, opts) -> list[dict]:
     rows = [{"id": f"W6 {kind}", "workload": "W6", "what": f"first call of W4's step, fresh process, {what}",
              "numpy": None, "peers": {}} for kind, what in (("cold", "empty cache"), ("warm", "cache filled"))]
     for name in ["tracejit"] + (["jax.jit"] if "jax.jit" in peer_names else []):
+        watch = CpuWatch()
         for row, entry in zip(rows, _first_call_pairs(name, workloads_path, opts, runs)):
             if name == "tracejit":
                 row["tracejit"] = entry
             else:
                 row["peers"][name] = entry
+        for row in rows:  # cold and warm alternate, so both share one noise figure
+            (row if name == "tracejit" else row["peers"][name])["others_cores"] = watch.others_cores()
     return rows
 
 
@@ -129,7 +132,7 @@ def w6_child(who, workloads_path, quick, cache) -> None:
     if who == "tracejit":
         import tracejit as tj
     else:
-        jax = peers._jax()
+        jax = peers.jax_module()
         jax.config.update("jax_compilation_cache_dir", cache)
         for option in ("jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes"):
             jax.config.update(option, 0)  # cache every compiled program, however small or quick
@@ -140,7 +143,7 @@ def w6_child(who, workloads_path, quick, cache) -> None:
     if who == "tracejit":
         out = cases.make_w4_step(tj, wl)(*args)
     else:
-        out = jax.block_until_ready(peers.jax_w4_step(jax, peers._jax_workloads(wl))(*args))
+        out = jax.block_until_ready(peers.jax_w4_step(jax, peers.jax_workloads(wl))(*args))
     t3 = time.perf_counter()
     if not np.isfinite(float(np.asarray(out[1]))):
         raise SystemExit("W6: the first call gave a non-finite loss")

@@ -64,7 +64,7 @@ def preload(names) -> None:
     ~80x slower (7.8 ms instead of 0.1 ms for W1 at n=20k); importing it first avoids that.
     Importing everything before any timing also keeps import costs out of the rows.
     """
-    loaders = {"torch": _torch, "torch.compile": _torch, "jax.jit": _jax, "numexpr": _numexpr,
+    loaders = {"torch": _torch, "torch.compile": _torch, "jax.jit": jax_module, "numexpr": _numexpr,
                "numba": _numba_kernels}
     for name in sorted(names, key=lambda n: not n.startswith("torch")):
         try:
@@ -152,14 +152,14 @@ def _numba(key):
 
 # ---- jax ------------------------------------------------------------------------------------
 @functools.cache
-def _jax():
+def jax_module():
     import jax
 
     return jax
 
 
 @functools.cache
-def _jax_workloads(wl):
+def jax_workloads(wl):
     """The workload functions with their global `np` bound to jax.numpy (and calling each other)."""
     import jax.numpy as jnp
 
@@ -180,8 +180,8 @@ def jax_w4_step(jax, jwl):
 
 def _jax_impl(make_fn):
     def build(wl, args):
-        jax = _jax()
-        jitted = make_fn(jax, _jax_workloads(wl))
+        jax = jax_module()
+        jitted = make_fn(jax, jax_workloads(wl))
         device_args = jax.device_put(args)
         return PeerImpl(lambda *a: jax.block_until_ready(jitted(*a)), tuple(device_args))
     return build

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from tracejit.compile.toolchain import compile_shared, default_flags
 from tracejit.passes.fusion import fuse
 from tracejit.passes.pipeline import optimize
 
-sys.path.insert(0, "/work/shared/bench")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "bench"))  # shared/ sits beside the repo
 try:
     import workloads as W
 except ImportError:  # pragma: no cover - the shared workloads are part of the checkout's environment
@@ -258,3 +259,35 @@ def test_workspace_is_reused_and_shared_safely_between_threads():
     for got in results:
         for g, w_ in zip(got, want):
             np.testing.assert_array_equal(g, w_)
+
+
+def test_reduction_over_leading_axes_runs_along_the_contiguous_axis():
+    x = rng_arrays((64, 33))[0]
+    x[5, 7] = np.nan
+
+    def f(x):
+        return x.sum(axis=0), np.max(x, axis=0), (x * x).min(axis=0) + 1.0
+
+    exe = lower(f, (x,))
+    assert "the reduced axes lead" in exe.c_source
+    for got, want in zip(exe(x), f(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5, equal_nan=True)
+
+
+def test_argument_names_that_clash_with_c_get_renamed():
+    def f(int, exp, i0, tj_a, main):  # noqa: A002 - names chosen to collide with C and our symbols
+        return np.exp(int) * exp + i0 - tj_a * main
+
+    args = rng_arrays(4, 4, 4, 4, 4)
+    np.testing.assert_allclose(tj.jit(f)(*args), f(*args), rtol=1e-6)
+
+
+def test_softmax_cross_entropy_gradient_keeps_rows_in_scratch():
+    logits, _ = rng_arrays((16, 40), (1,))
+    labels = np.arange(16) % 40
+    exe = lower(tj.grad(xent), (logits, labels))
+    assert len(re.findall(r"\bexpf\(", exe.c_source)) == 1  # exp(x - max) computed in one pass only
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    want = shifted / shifted.sum(axis=1, keepdims=True)
+    want[np.arange(16), labels] -= 1
+    np.testing.assert_allclose(exe(logits, labels)[0], want / 16, rtol=1e-5, atol=1e-7)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import dump, pytree
+from .errors import DTypeError
 from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
 
 log = logging.getLogger("tracejit")
@@ -70,9 +71,10 @@ class _Compiled:
 class Lowered:
     """What `jitted.lower(*args)` returns: the optimized IR, the generated C, and compile()."""
 
-    def __init__(self, jitted: "Jitted", traced: TracedFunction):
+    def __init__(self, jitted: "Jitted", traced: TracedFunction, arg_paths: list[str] | None = None):
         self._jitted = jitted
         self.traced = traced
+        self.arg_paths = arg_paths  # params['W1'], x, ...: how errors name the arguments
         self._executable = None
 
     @property
@@ -83,7 +85,8 @@ class Lowered:
         if self._executable is None:
             from .runtime.executable import build_executable
 
-            self._executable = build_executable(self.traced.graph, name=self._jitted.__name__)
+            self._executable = build_executable(self.traced.graph, name=self._jitted.__name__,
+                                                arg_paths=self.arg_paths)
         return self._executable
 
     @property
@@ -116,11 +119,23 @@ class Jitted:
             return self.fun(*args, **kwargs)
         dyn_args, dyn_kwargs, static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)
         leaves, treedef = pytree.flatten((dyn_args, dyn_kwargs))
-        key = (treedef, tuple(map(_leaf_spec, leaves)), static)
+        try:
+            key = (treedef, tuple(map(_leaf_spec, leaves)), static)
+        except DTypeError as e:
+            raise self._leaf_error(args, kwargs, leaves, e) from None
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._compile(args, kwargs, key)
         return compiled(leaves)
+
+    def _leaf_error(self, args, kwargs, leaves, error: DTypeError) -> DTypeError:
+        """The DTypeError of the first unsupported leaf, naming where the user passed it."""
+        for path, leaf in zip(self._paths(args, kwargs), leaves):
+            try:
+                ArgSpec.of(leaf)
+            except DTypeError as e:
+                return DTypeError(f"{self.__name__}: argument {path} ({type(leaf).__name__}): {e}")
+        return error
 
     def _trace(self, args, kwargs) -> TracedFunction:
         dyn_args, dyn_kwargs, static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)
@@ -134,40 +149,47 @@ class Jitted:
         return trace(lambda a, k: flat_fun(a, k), (dyn_args, dyn_kwargs), name=self.__name__, arg_names=names)
 
     def _compile(self, args, kwargs, key):
-        self._explain_retrace(key)
+        self._explain_retrace(key, args, kwargs)
+        leaves = pytree.flatten(_split_static(args, kwargs, self.static_argnums, self.static_argnames)[:2])[0]
+        try:
+            specs = tuple(ArgSpec.of(leaf) for leaf in leaves)
+        except DTypeError as e:
+            raise self._leaf_error(args, kwargs, leaves, e) from None
         lowered = self.lower(*args, **kwargs)
         executable = lowered.compile()
-        specs = tuple(ArgSpec.of(leaf) for leaf in pytree.flatten(_split_static(
-            args, kwargs, self.static_argnums, self.static_argnames)[:2])[0])
         compiled = _Compiled(lowered.traced, executable, specs)
         self._cache[key] = compiled
         dump.record(self, key, lowered)  # TRACEJIT_DUMP / `tracejit dump SCRIPT.py`; no-op otherwise
         return compiled
 
-    def _explain_retrace(self, key) -> None:
+    def _explain_retrace(self, key, args, kwargs) -> None:
         if not self._cache:
             return
         previous = next(reversed(self._cache))
-        log.info("tracejit: recompiling %s: %s", self.__name__, _describe_change(previous, key))
+        change = _describe_change(previous, key, self._paths(args, kwargs))
+        log.info("tracejit: recompiling %s: %s", self.__name__, change)
         if len(self._cache) + 1 == MANY_SIGNATURES:
             warnings.warn(
                 f"tracejit: {self.__name__} has been compiled for {MANY_SIGNATURES} different signatures "
-                f"(last change: {_describe_change(previous, key)}). Shapes, dtypes and static arguments that "
+                f"(last change: {change}). Shapes, dtypes and static arguments that "
                 "change from call to call each cost a compile; pad or bucket shapes, or mark arguments static.",
                 stacklevel=3,
             )
 
     def lower(self, *args, **kwargs) -> Lowered:
-        return Lowered(self, self._trace(args, kwargs))
+        return Lowered(self, self._trace(args, kwargs), self._paths(args, kwargs))
+
+    def _paths(self, args, kwargs) -> list[str]:
+        static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)[2]
+        return _arg_paths(self.fun, args, kwargs, static)
 
 
-def _describe_change(old, new) -> str:
+def _describe_change(old, new, paths) -> str:
     (otree, ospecs, ostatic), (ntree, nspecs, nstatic) = old, new
     if otree != ntree:
         return f"argument structure changed from {otree!r} to {ntree!r}"
     if ostatic != nstatic:
         return f"static arguments changed from {ostatic!r} to {nstatic!r}"
-    paths = pytree.leaf_paths(ntree)
     for path, a, b in zip(paths, ospecs, nspecs):
         if a != b:
             return f"argument {path} changed from {_spec_text(a)} to {_spec_text(b)}"
@@ -183,23 +205,32 @@ def _spec_text(spec) -> str:
 
 def _arg_names(fun, args, kwargs, static) -> list[str] | None:
     """IR input names from the function's parameter names (x, params_W1, ...)."""
+    named = _named_dynamic_args(fun, args, kwargs, static)
+    if named is None:
+        return None
+    return [name for base, arg in named for name in _leaf_names(base, arg)]
+
+
+def _arg_paths(fun, args, kwargs, static) -> list[str]:
+    """How the user spells each dynamic leaf (x, params['W1'], ...), for error messages."""
+    named = _named_dynamic_args(fun, args, kwargs, static, unknown_as_argn=True)
+    return [base + path for base, arg in named for path in pytree.leaf_paths(pytree.flatten(arg)[1])]
+
+
+def _named_dynamic_args(fun, args, kwargs, static, unknown_as_argn=False) -> list[tuple[str, object]] | None:
+    """(parameter name, value) of each dynamic argument, in flattening order. Without a readable
+    signature: None, or arg0, arg1, ... with `unknown_as_argn`."""
     import inspect
 
     try:
         params = list(inspect.signature(fun).parameters)
     except (TypeError, ValueError):
-        return None
-    static_pos = {k for k, _ in static if isinstance(k, int)}
-    names = []
-    for n, arg in enumerate(args):
-        if n in static_pos:
-            continue
-        base = params[n] if n < len(params) else f"arg{n}"
-        names.extend(_leaf_names(base, arg))
-    for k in sorted(kwargs):
-        if k not in {k2 for k2, _ in static if isinstance(k2, str)}:
-            names.extend(_leaf_names(k, kwargs[k]))
-    return names
+        if not unknown_as_argn:
+            return None
+        params = []
+    static_keys = {k for k, _ in static}
+    named = [(params[n] if n < len(params) else f"arg{n}", arg) for n, arg in enumerate(args) if n not in static_keys]
+    return named + [(k, kwargs[k]) for k in sorted(kwargs) if k not in static_keys]
 
 
 def _leaf_names(base, tree) -> list[str]:

@@ -30,6 +30,8 @@ def canonical(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype in SUPPORTED:
         return dtype
+    if not dtype.isnative:  # big-endian data (from a file, say) is read in native byte order
+        return canonical(dtype.newbyteorder("="))
     if dtype.kind in "iu" and dtype.itemsize <= 4 and not (dtype.kind == "u" and dtype.itemsize == 4):
         return int32
     if dtype.kind in "iu":

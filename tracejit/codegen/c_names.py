@@ -45,8 +45,8 @@ class CNames:
     def fresh(self, hint: str) -> str:
         """A new identifier based on `hint` (made valid, then suffixed until unused)."""
         base = re.sub(r"\W", "_", hint, flags=re.ASCII) or "v"
-        if base[0].isdigit():
-            base = "v" + base
+        if base[0].isdigit() or base.startswith(("tj_", "TJ_", "__")):
+            base = "v" + base  # identifiers must not start with a digit; tj_ names are ours
         name, n = base, 1
         while not self._is_free(name):
             name = f"{base}_{n}"

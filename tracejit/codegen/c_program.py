@@ -131,7 +131,7 @@ def generate(kg: KernelGraph, name: str = "main") -> Program:
     static = [c for c in constants if c.size <= STATIC_CONSTANT_MAX]
     hidden = [c for c in constants if c.size > STATIC_CONSTANT_MAX]
     main, peak = _entry_point(kg, texts, names, hidden)
-    parts = [PRELUDE.format(name=name)]
+    parts = [PRELUDE.format(name=comment_safe(name))]
     uses_blas = any(k.kind == "matmul" for k in _all_kernels(kg)) or bool(_region_matmul_dtypes(kg.graph))
     if uses_blas:
         parts.append(BLAS_DECLS)
@@ -162,6 +162,11 @@ def _region_matmul_dtypes(graph) -> set:
             found |= {n.out.dtype for n in region.nodes if n.prim.kind is Kind.MATMUL}
             found |= _region_matmul_dtypes(region)
     return found
+
+
+def comment_safe(text: str) -> str:
+    """User text (a function's name) made safe inside a C block comment: it cannot close it."""
+    return text.replace("*/", "* /")
 
 
 def _static_constant(value, array, names) -> str:

@@ -13,7 +13,11 @@ empty cache compile once. A reader takes no lock. Anything wrong with an entry
 (checksum, missing file, bad json) is repaired under the lock with a warning.
 
 Safety: a library in the cache is code loaded into the process, so a cache folder, entry
-or library writable by group or others is refused with CacheError.
+or library writable by group or others, or owned by another user (root excepted), is
+refused with CacheError.
+
+A cache folder that cannot be written (read-only) or cannot hold a build (full disk, quota)
+is replaced, for the rest of the process, by a private temporary folder, with a warning.
 """
 from __future__ import annotations
 
@@ -100,13 +104,19 @@ def cache_key(c_source: str, flags: list[str], compiler_identity: str) -> str:
 # ------------------------------------------------------------------- folders and safety
 
 def _check_private(path: Path) -> None:
-    """Refuse code from a path others can write: they could make us load anything."""
-    mode = os.stat(path).st_mode
-    if mode & 0o022:
+    """Refuse code from a path others can write: they could make us load anything. That is a
+    path with group/other write permission, or one owned by another user (root excepted)."""
+    st = os.stat(path)
+    if st.st_mode & 0o022:
         raise CacheError(
             f"tracejit refuses to use the cache path {path}: it is writable by group or others "
-            f"(mode {oct(mode & 0o777)}), and the cache holds code loaded into this process.\n"
+            f"(mode {oct(st.st_mode & 0o777)}), and the cache holds code loaded into this process.\n"
             f"Fix it with `chmod go-w {path}`, or set TRACEJIT_CACHE_DIR to a private folder.")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise CacheError(
+            f"tracejit refuses to use the cache path {path}: it belongs to user id {st.st_uid}, not to you "
+            f"(user id {os.geteuid()}), who could replace the code it holds and this process loads.\n"
+            "Set TRACEJIT_CACHE_DIR to a folder of your own.")
 
 
 def _make_private_dir(path: Path) -> None:
@@ -124,13 +134,19 @@ def cache_root() -> Path:
         if not os.access(wanted, os.W_OK | os.X_OK):
             raise PermissionError("no write permission")
     except OSError as e:
-        fallback = Path(tempfile.mkdtemp(prefix="tracejit-cache-"))
+        fallback = _fallback_root(wanted)
         warnings.warn(f"tracejit cannot write its cache folder {wanted} ({e}); using {fallback} for this "
                       "process. Set TRACEJIT_CACHE_DIR to a writable folder.", CacheWarning, stacklevel=3)
-        _fallback_roots[wanted] = fallback
         return fallback
     _check_private(wanted)
     return wanted
+
+
+def _fallback_root(wanted: Path) -> Path:
+    """A private temporary cache folder standing in for `wanted` for the rest of this process."""
+    fallback = Path(tempfile.mkdtemp(prefix="tracejit-cache-"))
+    _fallback_roots[wanted] = fallback
+    return fallback
 
 
 def _entry_dir(root: Path, key: str) -> Path:
@@ -276,9 +292,33 @@ def get_or_build(c_source: str, cdef: str) -> LoadedLibrary:
     if library is not None:
         stats["disk_hits"] += 1
     else:
-        library = _load_or_build_locked(root, key, c_source, cdef, cc, flags)
+        library = _build_here_or_in_a_fallback(root, key, c_source, cdef, cc, flags)
     _loaded[(key, cdef)] = library
     return library
+
+
+def _build_here_or_in_a_fallback(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]):
+    """Build in the cache folder; if it cannot hold the library (full disk, quota, a mount that
+    is read-only or noexec), build in a temporary folder used for the rest of this process."""
+    try:
+        return _load_or_build_locked(root, key, c_source, cdef, cc, flags)
+    except (OSError, CompileError) as error:
+        wanted = config.cache_dir()
+        previous = _fallback_roots.get(wanted)
+        fallback = _fallback_root(wanted)
+        try:
+            library = _load_or_build_locked(fallback, key, c_source, cdef, cc, flags)
+        except (OSError, CompileError):  # the code itself does not build: report the first failure
+            _fallback_roots.pop(wanted)
+            if previous is not None:
+                _fallback_roots[wanted] = previous
+            shutil.rmtree(fallback, ignore_errors=True)
+            raise error from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        warnings.warn(f"tracejit could not build into its cache folder {root} ({reason}); using {fallback} for "
+                      "this process. Free some space there, or set TRACEJIT_CACHE_DIR to a writable folder.",
+                      CacheWarning, stacklevel=4)
+        return library
 
 
 # ------------------------------------------------------------------ listing and eviction

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from .. import config
+from .. import config, dtypes
 from ..codegen.c_program import ALIGNMENT, Program, generate
 from ..ir.graph import Graph
 from ..ir.printer import format_graph
@@ -26,13 +26,17 @@ from ..passes.pipeline import optimize
 # a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+_MISSING = object()  # default of each argument of the generated call: a missing one reaches _convert
+
 
 class Executable:
     """`exe(*leaves) -> list[np.ndarray]`; `.ir_text`, `.c_source`, `.peak_temp_bytes`."""
 
-    def __init__(self, graph: Graph, kernel_graph: KernelGraph, program: Program, library, name: str):
+    def __init__(self, graph: Graph, kernel_graph: KernelGraph, program: Program, library, name: str,
+                 arg_paths: list[str] | None = None):
         self.name = name
         self.graph = graph
+        self.arg_paths = _paths_or_ir_names(graph, arg_paths)
         self.kernel_graph = kernel_graph
         self.program = program
         self.c_source = program.source
@@ -63,16 +67,18 @@ class Executable:
         return self._call(*leaves)
 
     def _generic_call(self, *leaves):
-        raise TypeError(f"{self.name} takes {self._n_in} array arguments, got {len(leaves)}")
+        raise TypeError(f"{self.name} takes {self._n_in} array arguments (the flattened leaves "
+                        f"{', '.join(self.arg_paths)}), got {len(leaves)}")
 
     def _make_call(self):
         """A call function specialized to this signature (one line per argument, no loops): the
         per-call Python work is a type/shape/dtype check, a pointer per array, one C call."""
         env = {"np": np, "empty": np.empty, "ndarray": np.ndarray, "fb": self._from_buffer,
                "main": self._main, "convert": self._convert, "contiguous": np.ascontiguousarray,
-               "fail": self._raise, "generic": self._generic_call}
-        args = [f"x{n}" for n in range(self._n_in)]
-        lines = [f"def call({', '.join(args + ['*rest'])}):", "    if rest: return generic(*rest)"]
+               "fail": self._raise, "generic": self._generic_call, "MISSING": _MISSING}
+        args = [f"x{n}=MISSING" for n in range(self._n_in)]
+        lines = [f"def call({', '.join(args + ['*rest'])}):",
+                 f"    if rest: return generic({', '.join(f'x{n}' for n in range(self._n_in))}{', ' * (self._n_in > 0)}*rest)"]
         for n, (shape, dtype) in enumerate(self._in_specs):
             env[f"S{n}"], env[f"D{n}"] = shape, dtype
             lines += [f"    if x{n}.__class__ is not ndarray or x{n}.shape != S{n} or x{n}.dtype is not D{n}:",
@@ -101,21 +107,33 @@ class Executable:
         return env["call"]
 
     def _convert(self, n: int, leaf) -> np.ndarray:
-        """A leaf that is not already an ndarray of the compiled shape and dtype."""
+        """A leaf that is not already an ndarray of the compiled shape and dtype: converted (a
+        Python scalar, a narrower or byte-swapped dtype that tracejit widens), else a TypeError or
+        ValueError naming the argument and what it was compiled for."""
         shape, dtype = self._in_specs[n]
-        name = self.graph.inputs[n].name
+        if leaf is _MISSING:
+            raise TypeError(f"{self.name}: argument {self.arg_paths[n]} is missing; it takes {self._n_in} array "
+                            f"arguments (the flattened leaves {', '.join(self.arg_paths)})")
         array = np.asarray(leaf)
         if array.dtype == dtype and array.shape == shape:
             return array
+        expected = f"{dtype}{list(shape)}"
+        if isinstance(leaf, int) and array.dtype.kind == "O":
+            raise ValueError(f"{self.name}: argument {self.arg_paths[n]} is the Python int {leaf}, which does not "
+                             f"fit in {dtype}")
+        if array.dtype.kind in "OUSV":
+            raise TypeError(f"{self.name}: argument {self.arg_paths[n]} is a {type(leaf).__name__}, but it was "
+                            f"compiled for an array {expected}; it takes {self._n_in} array arguments (the "
+                            f"flattened leaves {', '.join(self.arg_paths)})")
         if array.shape != shape:
-            raise ValueError(f"argument {n} (%{name}) of {self.name} has shape {array.shape}, "
-                             f"but it was compiled for shape {shape}")
-        if array.dtype != dtype:
-            if isinstance(leaf, (bool, int, float)) and np.can_cast(np.min_scalar_type(leaf), dtype, "same_kind"):
-                return np.asarray(leaf, dtype)
-            raise TypeError(f"argument {n} (%{name}) of {self.name} has dtype {array.dtype}, "
-                            f"but it was compiled for {dtype}")
-        return array
+            raise ValueError(f"{self.name}: argument {self.arg_paths[n]} has shape {array.shape}, but it was "
+                             f"compiled for shape {shape} ({expected}); call the jitted function instead, "
+                             "which compiles a new signature")
+        if _widens_to(array.dtype, dtype) or (
+                isinstance(leaf, (bool, int, float)) and np.can_cast(np.min_scalar_type(leaf), dtype, "same_kind")):
+            return array.astype(dtype)
+        raise TypeError(f"{self.name}: argument {self.arg_paths[n]} has dtype {array.dtype}, but it was compiled "
+                        f"for {dtype} ({expected}); call the jitted function instead, which compiles a new signature")
 
     def _raise(self, status: int):
         message = self.program.errors[status - 1].format(bad=int(self._bad_index[0]))
@@ -151,6 +169,21 @@ def _find_numpy_blas64():
     return None
 
 
+def _widens_to(dtype: np.dtype, compiled: np.dtype) -> bool:
+    """Whether tracejit traces `dtype` as `compiled` (float16 -> float32, big-endian -> native)."""
+    try:
+        return dtypes.canonical(dtype) == compiled
+    except TypeError:
+        return False
+
+
+def _paths_or_ir_names(graph: Graph, arg_paths) -> list[str]:
+    """How errors name each argument: the user's paths (params['W1']) when known, else %ir_name."""
+    if arg_paths is not None and len(arg_paths) == len(graph.inputs):
+        return list(arg_paths)
+    return [f"%{v.name}" for v in graph.inputs]
+
+
 def _aligned_pointer(ffi, array: np.ndarray):
     """A char* into `array` rounded up to ALIGNMENT bytes (the workspace offsets are multiples of it)."""
     address = int(ffi.cast("uintptr_t", ffi.from_buffer(array)))
@@ -171,8 +204,9 @@ class InterpretedExecutable:
     """Stand-in for graphs holding nodes the C backend does not compile yet (control flow):
     runs the optimized graph with the reference interpreter, same interface as Executable."""
 
-    def __init__(self, graph: Graph, name: str, reason: str):
+    def __init__(self, graph: Graph, name: str, reason: str, arg_paths: list[str] | None = None):
         self.name, self.graph = name, graph
+        self.arg_paths = _paths_or_ir_names(graph, arg_paths)
         self.ir_text = format_graph(graph) + f"\nkernels: none (interpreted: {reason})"
         self.c_source = f"/* not compiled to C: {reason} */\n"
         self.peak_temp_bytes = 0
@@ -183,7 +217,7 @@ class InterpretedExecutable:
         from ..ir.interpret import evaluate
 
         if len(leaves) != len(self._in_specs):
-            raise TypeError(f"{self.name} takes {len(self._in_specs)} array arguments, got {len(leaves)}")
+            Executable._generic_call(self, *leaves)
         args = [Executable._convert(self, n, leaf) for n, leaf in enumerate(leaves)]
         return [np.array(out, copy=True) for out in evaluate(self.graph, args)]
 
@@ -198,16 +232,17 @@ def _uncompilable(graph: Graph) -> str | None:
     return None
 
 
-def build_executable(graph: Graph, name: str = "main"):
+def build_executable(graph: Graph, name: str = "main", arg_paths: list[str] | None = None):
+    """The compiled program; `arg_paths` (one per graph input) name the arguments in errors."""
     from ..compile import get_or_build
 
     graph = optimize(graph)
     reason = _uncompilable(graph)
     if reason is not None:
-        return InterpretedExecutable(graph, name, reason)
+        return InterpretedExecutable(graph, name, reason, arg_paths)
     kernel_graph = fuse(graph)
     program = generate(kernel_graph, name)
     if config.debug_level() >= 2:
         print(f"--- fusion of {name} ---\n{kernel_listing(program)}", file=sys.stderr)
     library = get_or_build(program.source, program.cdef)
-    return Executable(graph, kernel_graph, program, library, name)
+    return Executable(graph, kernel_graph, program, library, name, arg_paths)
