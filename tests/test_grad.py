@@ -236,6 +236,8 @@ CASES: dict[str, list[Case]] = {
 ZERO_CASES: dict[str, object] = {
     "floor": lambda x: np.floor(x) * x,
     "ceil": lambda x: np.ceil(x) * x,
+    "trunc": lambda x: np.trunc(x) * x,
+    "rint": lambda x: np.rint(x) * x,
     "sign": lambda x: np.sign(x) * x,
     "less": lambda x: np.where(x < 0.3, x, 2 * x),
     "less_equal": lambda x: np.where(x <= 0.3, x, 2 * x),

@@ -81,7 +81,7 @@ UNARY_FLOAT = {
     "arctan": (np.arctan, rnd), "reciprocal": (np.reciprocal, pos),
 }
 UNARY_EXACT = {
-    "floor": np.floor, "ceil": np.ceil, "negative": np.negative, "square": np.square,
+    "floor": np.floor, "ceil": np.ceil, "trunc": np.trunc, "negative": np.negative, "square": np.square,
     "abs": np.abs, "sign": np.sign,
 }
 BINARY_EXACT = {
@@ -101,10 +101,21 @@ def test_unary_float(dtype):
 @pytest.mark.parametrize("dtype", FLOATS + [np.int32, np.int64])
 def test_unary_exact(dtype):
     is_int = np.dtype(dtype).kind == "i"
-    # numpy 2's floor/ceil of ints keep the int dtype; tracejit's are float-only primitives
-    ops = {k: f for k, f in UNARY_EXACT.items() if not (is_int and k in ("floor", "ceil"))}
     x = ints((4, 6), dtype) if is_int else rnd((4, 6), dtype)
-    check(lambda x: {name: f(x) for name, f in ops.items()}, x, exact=True)
+    check(lambda x: {name: f(x) for name, f in UNARY_EXACT.items()}, x, exact=True)
+
+
+def test_floor_ceil_trunc_of_bools_keep_bool():
+    check(lambda x: (np.floor(x), np.ceil(x), np.trunc(x)), np.array([True, False]), exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_rint_and_round_half_to_even(dtype):
+    halves = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.25, 1.005, -0.0, np.inf, np.nan, 123.456, -7.75])
+    x = halves.astype(dtype) if np.dtype(dtype).kind == "f" else ints((7,), dtype)
+    check(lambda x: (np.rint(x), np.round(x), np.around(x, 2), x.round(1)), x, exact=True)
+    if np.dtype(dtype).kind == "f":
+        check(lambda x: np.round(x, -1), x, exact=True)
 
 
 @pytest.mark.parametrize("dtype", FLOATS + [np.int32, np.int64])
@@ -340,7 +351,7 @@ def test_zero_d_and_empty():
 # ---- completeness ------------------------------------------------------------------------------
 CASES_FOR_COVERAGE = [
     (lambda x: [f(x) for f, _ in UNARY_FLOAT.values()], (pos((2,), np.float32),)),
-    (lambda x: [f(x) for f in UNARY_EXACT.values()], (rnd((2,), np.float32),)),
+    (lambda x: [f(x) for f in UNARY_EXACT.values()] + [np.rint(x)], (rnd((2,), np.float32),)),
     (lambda x, y: [f(x, y) for f in BINARY_EXACT.values()] + [x / y, x ** y], (pos((2,), np.float32),) * 2),
     (lambda x: (np.logical_and(x > 0, x < 1), np.logical_or(x > 0, x < 1), ~(x > 0), np.where(x > 0, x, 1.0),
                 x.astype(np.int32)), (rnd((2,), np.float32),)),

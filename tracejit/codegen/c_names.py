@@ -15,7 +15,7 @@ volatile while _Bool _Complex _Imaginary bool true false NULL main
 """.split())
 LIBC_NAMES = set("""
 exp expf log logf log1p log1pf expm1 expm1f sqrt sqrtf tanh tanhf sinh sinhf cosh coshf sin sinf cos cosf
-tan tanf atan atanf floor floorf ceil ceilf pow powf fabs fabsf fmod fmodf copysign copysignf exp2 exp2f
+tan tanf atan atanf floor floorf ceil ceilf trunc truncf rint rintf pow powf fabs fabsf fmod fmodf copysign copysignf exp2 exp2f
 log2 log2f log10 log10f asin asinf acos acosf asinh asinhf acosh acoshf atanh atanhf cbrt cbrtf atan2
 atan2f hypot hypotf malloc free memset memcpy aligned_alloc size_t int32_t int64_t uint32_t uint64_t
 INFINITY NAN INT32_MIN INT64_MIN INT32_MAX INT64_MAX omp_set_num_threads

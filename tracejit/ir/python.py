@@ -19,7 +19,7 @@ INLINE_CONSTANT = 16  # constants up to this many elements are written out as li
 
 UNARY_CALLS = {
     "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sinh", "cosh", "sin", "cos", "tan", "arctan",
-    "floor", "ceil", "reciprocal", "square", "abs", "sign", "maximum", "minimum",
+    "floor", "ceil", "trunc", "rint", "reciprocal", "square", "abs", "sign", "maximum", "minimum",
     "logical_and", "logical_or", "logical_not",
 }
 OPERATORS = {

@@ -118,8 +118,24 @@ cos_p = _elementwise("cos", np.cos, "cos{f}({0})", FLOAT_ONLY,
 tan_p = _elementwise("tan", np.tan, "tan{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: _one_plus(b, y, y)))
 arctan_p = _elementwise("arctan", np.arctan, "atan{f}({0})", FLOAT_ONLY,
                         vjp=_unary_div(lambda b, x, y: _one_plus(b, x, x)))
-floor_p = _elementwise("floor", np.floor, "floor{f}({0})", FLOAT_ONLY, zero_vjp=True)
-ceil_p = _elementwise("ceil", np.ceil, "ceil{f}({0})", FLOAT_ONLY, zero_vjp=True)
+
+
+def _rounding_c(libm: str):
+    """floor/ceil/trunc: libm on floats; on integers and bools the identity (numpy 2 keeps the dtype)."""
+    def render(args, in_dtypes, out_dtype, **params):
+        if not dtypes.is_float(out_dtype):
+            return f"({args[0]})"
+        return f"{libm}{'f' if out_dtype == dtypes.float32 else ''}({args[0]})"
+
+    render.template = f"{libm}{{f}}({{0}})"
+    return render
+
+
+floor_p = _elementwise("floor", np.floor, _rounding_c("floor"), ANY, zero_vjp=True)
+ceil_p = _elementwise("ceil", np.ceil, _rounding_c("ceil"), ANY, zero_vjp=True)
+trunc_p = _elementwise("trunc", np.trunc, _rounding_c("trunc"), ANY, zero_vjp=True)
+# rint rounds half to even, as numpy does; C's rint does the same in the default rounding mode.
+rint_p = _elementwise("rint", np.rint, "rint{f}({0})", FLOAT_ONLY, zero_vjp=True)
 reciprocal_p = _elementwise("reciprocal", np.reciprocal, "(({T})1 / {0})", FLOAT_ONLY,
                             vjp=_unary(lambda b, x, y: neg(b, mul(b, y, y))))
 
@@ -214,7 +230,8 @@ astype_p = register(
 )
 
 UNARY_FLOAT = [exp_p, log_p, log1p_p, expm1_p, sqrt_p, tanh_p, sinh_p, cosh_p, sin_p, cos_p, tan_p, arctan_p,
-               floor_p, ceil_p, reciprocal_p]
+               rint_p, reciprocal_p]
+UNARY_ANY = [floor_p, ceil_p, trunc_p]  # identity on integers and bools
 UNARY_NUMERIC = [negative_p, square_p, abs_p, sign_p]
 BINARY_ARITH = [add_p, subtract_p, multiply_p, divide_p, power_p, maximum_p, minimum_p]
 COMPARE = [less_p, less_equal_p, greater_p, greater_equal_p, equal_p, not_equal_p]

@@ -22,6 +22,7 @@ UFUNC_PRIMS = {
     np.expm1: "expm1", np.sqrt: "sqrt", np.square: "square", np.reciprocal: "reciprocal",
     np.tanh: "tanh", np.sinh: "sinh", np.cosh: "cosh", np.sin: "sin", np.cos: "cos",
     np.tan: "tan", np.arctan: "arctan", np.sign: "sign", np.floor: "floor", np.ceil: "ceil",
+    np.trunc: "trunc", np.rint: "rint",
     np.less: "less", np.less_equal: "less_equal", np.greater: "greater",
     np.greater_equal: "greater_equal", np.equal: "equal", np.not_equal: "not_equal",
     np.logical_and: "logical_and", np.logical_or: "logical_or", np.logical_not: "logical_not",
@@ -383,6 +384,22 @@ def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
     return result
 
 
+def round_(a, decimals=0, out=None):
+    """np.round: half to even (rint), at `decimals` places the way numpy does it: rint(x * 10**d) / 10**d.
+    Integers stay as they are for decimals >= 0 (bools become floats, as in numpy)."""
+    _require_absent("round", out=out)
+    if _dtype_of(a).kind in "iu":
+        if decimals < 0:
+            raise UnsupportedOperation("round", "negative decimals on integers")
+        return a
+    if decimals == 0:
+        return apply_ufunc(np.rint, (a,))
+    scale = 10.0 ** abs(decimals)
+    if decimals > 0:
+        return apply_ufunc(np.true_divide, (apply_ufunc(np.rint, (apply_ufunc(np.multiply, (a, scale)),)), scale))
+    return apply_ufunc(np.multiply, (apply_ufunc(np.rint, (apply_ufunc(np.true_divide, (a, scale)),)), scale))
+
+
 def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, device=None):
     shape = tuple(_shape_of(a)) if shape is None else tuple(shape)
     dtype = dtypes.canonical(dtype if dtype is not None else _dtype_of(a))
@@ -459,6 +476,7 @@ FUNCTIONS = {
     np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes, np.moveaxis: moveaxis,
     np.broadcast_to: broadcast_to, np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
     np.concatenate: concatenate, np.stack: stack, np.where: where, np.clip: clip,
+    np.round: round_, np.around: round_,
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like, np.empty_like: zeros_like,
     np.dot: dot, np.inner: vdot_like_inner, np.outer: outer, np.shape: shape, np.ndim: ndim, np.size: size,
     np.astype: astype,

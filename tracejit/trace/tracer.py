@@ -144,6 +144,11 @@ class Tracer:
     def dot(self, other):
         return nm.dot(self, other)
 
+    def round(self, decimals=0, out=None):
+        return nm.round_(self, decimals, out)
+
+    __round__ = round
+
     def copy(self, order="C"):
         return self
 
