@@ -1,4 +1,19 @@
-# Thin shim so that `pip install -e .` works with older tooling; all metadata is in pyproject.toml.
-from setuptools import setup
+"""setuptools shim: the metadata is in pyproject.toml; this file only adds the optional C extension.
 
-setup()
+tracejit._dispatch (csrc/dispatch.c) runs jitted calls that match a compiled signature in C. It is
+optional: without a C compiler, Python headers or numpy at build time the install goes on without
+it, and every call takes the pure-Python path (tracejit/api.py imports it inside a try).
+"""
+from setuptools import Extension, setup
+
+
+def extensions() -> list:
+    try:
+        import numpy
+    except ImportError:  # a build without numpy (no build isolation): no extension
+        return []
+    return [Extension("tracejit._dispatch", ["csrc/dispatch.c"], include_dirs=[numpy.get_include()],
+                      optional=True)]
+
+
+setup(ext_modules=extensions())

@@ -37,6 +37,9 @@
  * need `linear` clauses, exp10 because numpy has no such ufunc.
  * Accuracy (tests/test_math.py): every one is within 4 ulp of a higher-precision
  * reference and matches numpy exactly on inf, nan and signed zeros.
+ * Speed: an inlined branch-free polynomial expf (1.95 ulp, checked on all 2^32 inputs) ran
+ * no faster than _ZGVeN16v_expf (0.28 ns per element either way, in L1 on this EPYC), so
+ * there are no hand-written versions of functions libmvec has.
  * --------------------------------------------------------------------------------- */
 #define TJ_DECLARE_SIMD _Pragma("omp declare simd notinbranch")
 

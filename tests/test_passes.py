@@ -40,7 +40,8 @@ def check_same_results(before, after, args):
 
 
 def test_pipeline_order():
-    assert [p.__name__ for p in PASSES] == ["simplify", "eliminate_common_subexpressions", "eliminate_dead_code"]
+    assert [p.__name__ for p in PASSES] == ["simplify", "rewrite_indexing", "simplify",
+                                            "eliminate_common_subexpressions", "eliminate_dead_code"]
 
 
 # ---- CSE --------------------------------------------------------------------------------------

@@ -15,7 +15,16 @@ import numpy as np
 
 from . import dump, pytree
 from .errors import DTypeError
+from .trace import tracing
 from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
+
+try:  # the C dispatcher (csrc/dispatch.c): calls matching a compiled signature skip the Python path
+    from ._dispatch import Dispatcher as _CallBase
+    from ._dispatch import set_trace_state
+
+    set_trace_state(tracing._state)  # it leaves calls made while tracing to the Python path
+except ImportError:  # installed without a C compiler or Python headers: every call takes the Python path
+    _CallBase = object
 
 log = logging.getLogger("tracejit")
 MANY_SIGNATURES = 8  # warn when a function has been compiled for this many signatures
@@ -62,10 +71,58 @@ class _Compiled:
     traced: TracedFunction
     executable: object  # runtime.executable.Executable
     specs: tuple  # ArgSpec per dynamic leaf
+    fast: object = None  # the C dispatcher's Entry when the key is plain positional arrays, else None
 
     def __call__(self, leaves):
         outs = self.executable(*leaves)
         return pytree.unflatten(self.traced.out_treedef, outs)
+
+
+def _fast_entry(key, compiled: _Compiled):
+    """The C dispatcher's Entry for a signature of positional arrays (no keywords, no static or
+    Python-scalar arguments, dtypes already the ones compiled), else None. Any call the Entry
+    matches then has this very key, so it runs the same program the Python path would pick."""
+    treedef, leaf_specs, static = key
+    positional = pytree.flatten((tuple(range(len(leaf_specs))), {}))[1]
+    if static or treedef != positional:
+        return None
+    if any(isinstance(s, type) or s[1] != spec.dtype.char for s, spec in zip(leaf_specs, compiled.specs)):
+        return None
+    make = getattr(compiled.executable, "fast_entry", None)  # an InterpretedExecutable has none
+    return make(_output_packing(compiled.traced.out_treedef)) if make is not None else None
+
+
+def _output_packing(treedef):
+    """How the dispatcher returns the outputs: one array, a flat tuple or list (built in C), or a
+    function of the list of outputs building any other structure."""
+    if treedef.kind == "leaf":
+        return "leaf"
+    if treedef.kind in ("tuple", "list") and all(child.kind == "leaf" for child in treedef.children):
+        return treedef.kind
+    return _unflattener(treedef)
+
+
+def _unflattener(treedef):
+    """`outs -> pytree.unflatten(treedef, outs)` as one Python expression (5x faster than walking
+    the treedef on every call); the walk itself when a dict key is not a plain str or int."""
+    leaves = iter(range(treedef.num_leaves))
+
+    def expression(tree) -> str | None:
+        if tree.kind == "leaf":
+            return f"o[{next(leaves)}]"
+        if tree.kind == "none":
+            return "None"
+        items = [expression(child) for child in tree.children]
+        if None in items or any(type(k) not in (str, int) for k in tree.keys):
+            return None
+        if tree.kind == "dict":
+            return "{" + ", ".join(f"{k!r}: {item}" for k, item in zip(tree.keys, items)) + "}"
+        return f"[{', '.join(items)}]" if tree.kind == "list" else f"({''.join(i + ', ' for i in items)})"
+
+    text = expression(treedef)
+    if text is None:
+        return functools.partial(pytree.unflatten, treedef)
+    return eval(f"lambda o: {text}")  # noqa: S307 - built from our treedef; keys are str/int reprs
 
 
 class Lowered:
@@ -101,8 +158,12 @@ class Lowered:
         return f"<Lowered {self._jitted.__name__}>\n{self.ir}"
 
 
-class Jitted:
-    """A function compiled per signature. Calls inside another trace are inlined."""
+class Jitted(_CallBase):
+    """A function compiled per signature. Calls inside another trace are inlined.
+
+    With the C extension, a call whose arguments are positional ndarrays matching a signature
+    compiled before runs entirely in C (tracejit._dispatch.Dispatcher.__call__); every other call
+    goes to `_call_python`, which adds its signature to the dispatcher's table when eligible."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=()):
         functools.update_wrapper(self, fun)
@@ -114,7 +175,7 @@ class Jitted:
     def __get__(self, obj, objtype=None):  # usable on methods
         return self if obj is None else functools.partial(self, obj)
 
-    def __call__(self, *args, **kwargs):
+    def _call_python(self, *args, **kwargs):
         if is_tracing():
             return self.fun(*args, **kwargs)
         dyn_args, dyn_kwargs, static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)
@@ -126,7 +187,12 @@ class Jitted:
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._compile(args, kwargs, key)
+        if compiled.fast is not None:
+            self._fast_add(compiled.fast)  # the next such call runs in C
         return compiled(leaves)
+
+    if _CallBase is object:  # no C dispatcher: this is the call
+        __call__ = _call_python
 
     def _leaf_error(self, args, kwargs, leaves, error: DTypeError) -> DTypeError:
         """The DTypeError of the first unsupported leaf, naming where the user passed it."""
@@ -158,6 +224,7 @@ class Jitted:
         lowered = self.lower(*args, **kwargs)
         executable = lowered.compile()
         compiled = _Compiled(lowered.traced, executable, specs)
+        compiled.fast = _fast_entry(key, compiled)
         self._cache[key] = compiled
         dump.record(self, key, lowered)  # TRACEJIT_DUMP / `tracejit dump SCRIPT.py`; no-op otherwise
         return compiled

@@ -15,6 +15,13 @@ from .. import dtypes
 # Loops with at least this many iterations (whole domain) run on several threads.
 PARALLEL_MIN_ELEMENTS = 100_000
 
+# A parallel loop is cut into about this many chunks that the threads take in turn, rather than
+# one fixed share per thread: a worker that starts late (woken from its passive sleep, or
+# preempted on a busy machine) then does less, instead of the whole loop waiting for its half.
+# Used only where no reduction crosses iterations, so results do not depend on the schedule.
+PARALLEL_CHUNKS = 16
+MIN_CHUNK_ELEMENTS = 4096  # below this the shared chunk counter costs more than it balances
+
 
 def local_type(dtype) -> str:
     """C type of a local holding one element. bool elements are 1-byte `bool` in memory, but
@@ -59,16 +66,26 @@ def index_expr(offset: int, terms: list[tuple[str, int]]) -> str:
     return " + ".join(parts) or "0"
 
 
-def omp_pragma(text: str, parallel: bool) -> list[str]:
-    """`#pragma omp <text>`; a `parallel for` pragma is used only when OpenMP is on, and falls
-    back to its simd part (if any) otherwise."""
+def omp_pragma(text: str, parallel: bool, schedule: str = "") -> list[str]:
+    """`#pragma omp <text>`; a `parallel for` pragma is used only when OpenMP is on (with
+    `schedule`, see dynamic_schedule), and falls back to its simd part (if any) otherwise."""
     if not parallel:
         return [f"#pragma omp {text}"] if text else []
     fallback = text.replace("parallel for simd", "simd") if "parallel for simd" in text else ""
-    lines = ["#ifdef _OPENMP", f"#pragma omp {text}"]
+    lines = ["#ifdef _OPENMP", f"#pragma omp {text}{schedule}"]
     if fallback:
         lines += ["#else", f"#pragma omp {fallback}"]
     return lines + ["#endif"]
+
+
+def dynamic_schedule(iterations: int, elements_per_iteration: int) -> str:
+    """` schedule(dynamic, chunk)` for a parallel loop of `iterations` independent iterations:
+    about PARALLEL_CHUNKS chunks of at least MIN_CHUNK_ELEMENTS elements each. A flat loop's
+    chunks are whole cache lines (64 elements), so every chunk starts vector-aligned."""
+    chunk = max(-(-iterations // PARALLEL_CHUNKS), -(-MIN_CHUNK_ELEMENTS // max(1, elements_per_iteration)))
+    if elements_per_iteration == 1:
+        chunk = -(-chunk // 64) * 64
+    return f" schedule(dynamic, {chunk})"
 
 
 # ---- reductions ------------------------------------------------------------------------------

@@ -88,9 +88,11 @@ def _emit_indexed(ctx, kernel, name, ops, table, indices, index_shape, tail_shap
             params.use(dense_view.root)
         w(f"{table_name}[{table_index}] += {dense_ref};")
     else:
-        params.use(table_view.root)
         params.use(out, written=True)
-        w(f"{dense_ref} = {table_name}[{table_index}];")
+        table_literal = ctx.literal_of(table)  # a one-element constant: no storage, only indices to check
+        if table_literal is None:
+            params.use(table_view.root)
+        w(f"{dense_ref} = {table_literal or f'{table_name}[{table_index}]'};")
     for _ in tail_vars + outer_vars:
         w.close()
     return function_text(name, kernel, ops, params, names, w, can_fail=bool(indices))

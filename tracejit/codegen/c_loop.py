@@ -3,7 +3,8 @@
 The loop nest (which loops, which level and pass each value belongs to) comes from loops.py;
 this file writes it out: outer loops over the kept axes, one inner pass per phase over the
 reduced axes with the accumulators of its reductions, `omp simd` on innermost loops and
-`omp parallel for` on the outermost one above PARALLEL_MIN_ELEMENTS.
+`omp parallel for` on the outermost one above PARALLEL_MIN_ELEMENTS (in dynamic chunks when
+its iterations are independent, see c_exprs.dynamic_schedule).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..ir.graph import Node, Value
 from ..ops.registry import Kind
 from ..passes.fusion import Kernel
 from ..passes.views import own_view
-from .c_exprs import PARALLEL_MIN_ELEMENTS, REDUCTIONS, index_expr, local_type, omp_pragma
+from .c_exprs import PARALLEL_MIN_ELEMENTS, REDUCTIONS, dynamic_schedule, index_expr, local_type, omp_pragma
 from .c_kernel import KernelContext, KernelText, Params, Writer, emit_gemm, function_text
 from .loops import Access, LoopNest, access, build_nest, is_alias, operand_map, reduction_phase
 
@@ -187,7 +188,8 @@ class LoopEmitter:
             last = len(loops) - 1
             pragmas[last] = omp_pragma("simd", False)
             if big:
-                pragmas[0] = omp_pragma("parallel for simd" if last == 0 else "parallel for", True)
+                pragmas[0] = omp_pragma("parallel for simd" if last == 0 else "parallel for", True,
+                                        self.outer_schedule())
         self.open_loops(loops, pragmas)
         scope: dict = {}
         for node in self.kernel.nodes:
@@ -210,7 +212,7 @@ class LoopEmitter:
         nest = self.nest
         self.stashes = self.stash_plan()
         self.scratch = self.scratch_plan()
-        outer_pragmas = {0: omp_pragma("parallel for", True)} if big and nest.outer else {}
+        outer_pragmas = {0: omp_pragma("parallel for", True, self.outer_schedule())} if big and nest.outer else {}
         self.open_loops(nest.outer, outer_pragmas)
         for u, (name, _) in self.scratch.items():
             self.w(f"{local_type(u.dtype)} {name}[{nest.inner[0].extent}];  /* %{u.name}, kept for a later pass */")
@@ -223,6 +225,11 @@ class LoopEmitter:
             if src not in self.members or nest.level[src] == "outer":
                 self.store(dest, src, scope, nest.outer)
         self.close_loops(nest.outer)
+
+    def outer_schedule(self) -> str:
+        """Dynamic chunks for a parallel outermost loop: its iterations are independent."""
+        first = self.nest.outer[0].extent
+        return dynamic_schedule(first, self.nest.size // max(1, first))
 
     def outer_statements(self, after: int, scope: dict) -> None:
         for node in self.kernel.nodes:

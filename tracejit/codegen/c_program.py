@@ -57,24 +57,24 @@ void tj_use_blas64(void *sgemm, void *dgemm)
     tj_dgemm64 = (tj_dgemm64_fn)dgemm;
 }
 
-/* C = op(A) @ op(B), row-major */
-static inline void tj_gemm_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                               const float *b, int64_t ldb, float *c, int64_t ldc)
+/* C = alpha * op(A) @ op(B) + beta * C, row-major (beta = 0: C is only written) */
+static inline void tj_gemm_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     if (tj_sgemm64)
-        tj_sgemm64(TJ_ROW_MAJOR, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+        tj_sgemm64(TJ_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else
-        scipy_cblas_sgemm(TJ_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, 0.0f, c,
+        scipy_cblas_sgemm(TJ_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c,
                           (int)ldc);
 }
 
-static inline void tj_gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
-                               const double *b, int64_t ldb, double *c, int64_t ldc)
+static inline void tj_gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                               int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc)
 {
     if (tj_dgemm64)
-        tj_dgemm64(TJ_ROW_MAJOR, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+        tj_dgemm64(TJ_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else
-        scipy_cblas_dgemm(TJ_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb, 0.0, c,
+        scipy_cblas_dgemm(TJ_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c,
                           (int)ldc);
 }
 """
@@ -118,13 +118,13 @@ def generate(kg: KernelGraph, name: str = "main") -> Program:
     for v in list(kg.graph.inputs) + list(kg.outputs):
         names.buffer(v)
     errors: list[str] = []
-    ctx = KernelContext(names, kg.views, producer, errors)
+    ctx = KernelContext(names, kg.views, producer, errors, kg.graph.uses())
     texts, infos = [], []
     for n, kernel in enumerate(kg.kernels):
         kname = kernel_name(n, kernel_ops(kernel))
         texts.append(emit_kernel(ctx, kernel, kname, kernel_ops(kernel)))
         infos.append(KernelInfo(kname, [v for node in kernel.all_nodes() for v in node.outputs],
-                                [d for d, _ in kernel.stores] + [m.nodes[0].out for m in kernel.matmuls]))
+                                _stored_by(kernel, texts[-1])))
     used = [root for t in texts for root, in ((r,) for r in t.params)]
     constants = [r for r in dict.fromkeys(used) if r in producer and producer[r].prim.name == "constant"
                  and not is_scalar_constant(producer[r])]
@@ -144,6 +144,13 @@ def generate(kg: KernelGraph, name: str = "main") -> Program:
         cdef += "void tj_use_blas64(void *sgemm, void *dgemm);\n"
     return Program("\n".join(parts), cdef, list(kg.graph.inputs), list(kg.outputs),
                    [np.ascontiguousarray(producer[c].params["value"]) for c in hidden], errors, infos, peak)
+
+
+def _stored_by(kernel, text) -> list:
+    """The storage a kernel writes: its stores, and the products of its gemms that get a buffer
+    (a gemm that updates its destination in place, see c_kernel.GemmUpdate, writes none)."""
+    stored = [d for d, _ in kernel.stores]
+    return stored + [p for p in (m.nodes[0].out for m in kernel.matmuls) if p in text.params and p not in stored]
 
 
 def _all_kernels(kg: KernelGraph):
@@ -186,9 +193,12 @@ def _entry_point(kg: KernelGraph, texts, names: CNames, hidden) -> tuple[str, in
     lines = [f"int tj_main({', '.join(params)})", "{"]
     if size == 0:
         lines.append("    (void)tj_workspace;")
+    in_place = _values_stored_in_place(kg)
     for r in temps:
         ctype = dtypes.c_type(r.dtype)
-        lines.append(f"    {ctype} *{names.buffer(r)} = ({ctype} *)(tj_workspace + {offsets[r]});  /* {_aligned_bytes(r)} bytes */")
+        also = "".join(f", then %{v.name} in place" for v in in_place.get(r, ()))
+        lines.append(f"    {ctype} *{names.buffer(r)} = ({ctype} *)(tj_workspace + {offsets[r]});  "
+                     f"/* {_aligned_bytes(r)} bytes{also} */")
     if any(t.can_fail for t in texts):
         lines.append("    int tj_status;")
     for text in texts:
@@ -200,6 +210,17 @@ def _entry_point(kg: KernelGraph, texts, names: CNames, hidden) -> tuple[str, in
             lines.append(f"    {text.name}({args});")
     lines += ["    return 0;", "}"]
     return "\n".join(lines) + "\n", size
+
+
+def _values_stored_in_place(kg: KernelGraph) -> dict:
+    """root -> the values a kernel stored over it after it (a matmul epilogue over its product)."""
+    found: dict = {}
+    for kernel in kg.kernels:
+        for dest, src in kernel.stores:
+            view = kg.views.get(src)
+            if dest is not src and view is not None and view.root is dest:  # not a copy: a copy has its own root
+                found.setdefault(dest, []).append(src)
+    return found
 
 
 def plan_workspace(kg: KernelGraph, texts) -> tuple[list, dict, int]:

@@ -18,6 +18,9 @@ refused with CacheError.
 
 A cache folder that cannot be written (read-only) or cannot hold a build (full disk, quota)
 is replaced, for the rest of the process, by a private temporary folder, with a warning.
+
+This is the first level, keyed by C source. programs.py adds a second, keyed by the traced
+graph, that lets a warm process skip the passes, code generation and cffi's C parser.
 """
 from __future__ import annotations
 
@@ -25,21 +28,25 @@ import functools
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import NamedTuple
-
-import cffi
-import filelock
+from typing import TYPE_CHECKING, NamedTuple
 
 from .. import config
 from .._version import __version__
 from ..errors import CacheError, CompileError
+from . import declarations
 from .toolchain import compile_shared, compiler_identity, default_flags, find_compiler
+
+if TYPE_CHECKING:
+    import cffi
+    import filelock
+
+# cffi's parser (pycparser) and filelock are imported where a build or a lock needs them:
+# together ~25 ms that a warm process loading through programs.py never pays.
 
 LOCK_TIMEOUT_S = 600
 stats = {"compiles": 0, "disk_hits": 0, "memory_hits": 0}
@@ -56,7 +63,7 @@ class LoadedLibrary:
 
     __slots__ = ("ffi", "lib", "path", "key", "source_path")
 
-    def __init__(self, ffi: cffi.FFI, lib, path: Path, key: str, source_path: Path):
+    def __init__(self, ffi: "cffi.FFI", lib, path: Path, key: str, source_path: Path):
         self.ffi, self.lib, self.path, self.key, self.source_path = ffi, lib, path, key, source_path
 
     def __repr__(self) -> str:
@@ -74,14 +81,21 @@ class CacheEntry(NamedTuple):
 
 @functools.cache
 def _cpu_identity() -> str:
-    """What -march=native depends on: the CPU's model and feature flags."""
+    """What -march=native depends on: the machine, the CPU's model and feature flags (of the first
+    processor listed). Not platform.processor(): it starts `uname -p`, ~14 ms of a warm start."""
     wanted = ("model name", "flags", "vendor_id")
+    lines = {}
     try:
         with open("/proc/cpuinfo") as f:
-            lines = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in f) if k.strip() in wanted}
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                if key.strip() in wanted:
+                    lines[key.strip()] = value.strip()
     except OSError:
-        lines = {}
-    return f"{platform.machine()}|{platform.processor()}|" + "|".join(lines.get(k, "") for k in wanted)
+        pass
+    return f"{os.uname().machine}|" + "|".join(lines.get(k, "") for k in wanted)
 
 
 @functools.cache
@@ -193,8 +207,11 @@ def _problem(entry: Path) -> str | None:
 
 def _open(entry: Path, key: str, cdef: str) -> LoadedLibrary:
     """dlopen an entry (ABI mode) and mark it used for the LRU eviction."""
-    ffi = cffi.FFI()
-    ffi.cdef(cdef)
+    return _open_with(declarations.parsed_ffi(cdef), entry, key)
+
+
+def _open_with(ffi, entry: Path, key: str) -> LoadedLibrary:
+    """dlopen an entry with a ready FFI (cffi's, or _cffi_backend's from programs.py)."""
     lib = ffi.dlopen(str(entry / "lib.so"))
     try:
         os.utime(entry)
@@ -203,13 +220,15 @@ def _open(entry: Path, key: str, cdef: str) -> LoadedLibrary:
     return LoadedLibrary(ffi, lib, entry / "lib.so", key, entry / "source.c")
 
 
-def _build(root: Path, key: str, c_source: str, cc: str, flags: list[str]) -> None:
-    """Compile into a private temp folder, then rename it into place as one finished entry."""
+def _build(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]) -> None:
+    """Compile into a private temp folder, then rename it into place as one finished entry.
+    While the compiler runs, parse the cdef (for loading it next; programs.py's tables too)."""
     tmp_root = root / "tmp"
     _make_private_dir(tmp_root)
     work = Path(tempfile.mkdtemp(dir=tmp_root, prefix="build-"))
     try:
-        so = compile_shared(c_source, work, key, cc=cc, flags=flags, failed_dir=root / "failed")
+        so = compile_shared(c_source, work, key, cc=cc, flags=flags, failed_dir=root / "failed",
+                            while_compiling=lambda: declarations.ffi_tables(cdef))
         stats["compiles"] += 1
         os.replace(so, work / "lib.so")
         os.replace(work / f"{key}.c", work / "source.c")
@@ -224,7 +243,9 @@ def _build(root: Path, key: str, c_source: str, cc: str, flags: list[str]) -> No
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _lock(root: Path, key: str, timeout: float = LOCK_TIMEOUT_S) -> filelock.FileLock:
+def _lock(root: Path, key: str, timeout: float = LOCK_TIMEOUT_S) -> "filelock.FileLock":
+    import filelock
+
     _make_private_dir(root / "locks")
     return filelock.FileLock(str(root / "locks" / f"{key}.lock"), timeout=timeout, mode=0o600)
 
@@ -252,6 +273,8 @@ def _load_fresh(entry: Path, key: str, cdef: str) -> LoadedLibrary:
 
 def _load_or_build_locked(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]) -> LoadedLibrary:
     """Under the key's lock: reuse what another process built meanwhile, else repair and build."""
+    import filelock
+
     entry = _entry_dir(root, key)
     lock = _lock(root, key)
     try:
@@ -266,7 +289,7 @@ def _load_or_build_locked(root: Path, key: str, c_source: str, cdef: str, cc: st
         if problem is not None:
             warnings.warn(f"tracejit cache entry {entry} is broken ({problem}); rebuilding it.", CacheWarning, stacklevel=4)
             _remove_tree(root, entry)
-        _build(root, key, c_source, cc, flags)
+        _build(root, key, c_source, cdef, cc, flags)
         library = _load_fresh(entry, key, cdef)
     finally:
         lock.release()
@@ -363,9 +386,13 @@ def clear() -> int:
 
 
 def _evict(root: Path, keep: Path) -> None:
-    """Remove least recently used entries until the cache fits TRACEJIT_CACHE_MAX_BYTES."""
+    """Remove least recently used entries until the cache fits TRACEJIT_CACHE_MAX_BYTES, and the
+    program links (programs.py) to removed libraries."""
+    import filelock
+
     entries = list_entries(root)
     excess = sum(e.size for e in entries) - config.cache_max_bytes()
+    removed = False
     for entry in entries:
         if excess <= 0:
             break
@@ -377,3 +404,8 @@ def _evict(root: Path, keep: Path) -> None:
         except filelock.Timeout:
             continue
         excess -= entry.size
+        removed = True
+    if removed:
+        from .programs import prune
+
+        prune(root)

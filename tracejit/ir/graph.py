@@ -1,6 +1,7 @@
 """The graph IR: typed SSA values, nodes applying primitives, and graphs (possibly nested as regions)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ class Value:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # not np.prod: ~5 us a call, and the passes ask thousands of times
 
     @property
     def type_str(self) -> str:

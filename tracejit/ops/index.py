@@ -56,7 +56,116 @@ def _scatter_add_vjp(b, node, ct):
     return [b.emit("gather", ct, *indices)] + [None] * len(indices)
 
 
-gather_p = register(Primitive("gather", Kind.GATHER, _gather_rule, _gather_reference, vjp=_gather_vjp))
+# ---- rewrites (applied by passes/index_rewrites.py) -----------------------------------------
+# A gather that picks one element per row of an elementwise result, and the one-hot scatter
+# that is its gradient, cost a whole (n, k) array each when run as written (x[arange(n), labels]
+# of a log-softmax; the scatter zeroes and writes n*k elements). The rules below respell them
+# so that no such array is stored: the gather moves through the elementwise ops onto their
+# operands (n elements computed instead of n*k stored), and the scatter becomes a select
+# `where(column == label, update, 0)` that fuses into the loops around it.
+
+def _gather_rewrite(b, node, producer, uses):
+    x, *indices = node.inputs
+    pushed = _push_gather(b, x, indices, node.out.size, producer, uses)
+    return pushed if pushed is not None and _same_type(pushed, node.out) else None
+
+
+def _push_gather(b, x, indices, out_size, producer, uses):
+    """gather(f(u, v, ...), *indices) as f(gather(u, ...), gather(v, ...), ...), or None.
+
+    Pays off when x is big and the gather small (recomputing f on the gathered elements only),
+    or when the gather is x's only reader. One operand, the checker, must keep every index (not
+    broadcast along an indexed axis): its gather still checks each index against the array
+    bounds, so the others may drop the indices of their size-1 axes."""
+    node = producer.get(x)
+    if node is None or node.prim.kind is not Kind.ELEMENTWISE or node.prim.multiple_results:
+        return None
+    if uses.get(x, 0) > 1 and out_size * 4 > x.size:
+        return None
+    k = len(indices)
+    full = [u for u in node.inputs if _kept_axes(u, x.shape, k) == list(range(k))]
+    if not full:
+        return None
+    checker = max(full, key=lambda u: u.size)  # a scalar constant has no storage to gather from
+    operands = [_gather_operand(b, u, x.shape, indices, producer, uses, u is checker) for u in node.inputs]
+    return b.emit(node.prim, *operands, loc=node.loc, **node.params)
+
+
+def _kept_axes(u, shape, k, checks=True) -> list[int]:
+    """Indexed axes (< k) whose index operand u of an elementwise result of `shape` must take:
+    those it is not broadcast along, but for a non-checking operand only its longer ones."""
+    full = (1,) * (len(shape) - u.ndim) + tuple(u.shape)
+    return [j for j in range(k) if full[j] == shape[j] and (checks or full[j] != 1)]
+
+
+def _gather_operand(b, u, shape, indices, producer, uses, checks):
+    """What operand u contributes at the gathered positions (broadcasting like the result)."""
+    k = len(indices)
+    full = (1,) * (len(shape) - u.ndim) + tuple(u.shape)
+    kept = _kept_axes(u, shape, k, checks)
+    reduced = tuple(full[j] for j in kept) + full[k:]
+    if reduced != tuple(u.shape):
+        u = b.emit("reshape", u, shape=reduced)
+    kept_indices = [indices[j] for j in kept]
+    if not kept_indices or _is_identity_index(kept_indices, u, producer):
+        return u
+    out_shape = broadcast_shapes(*(i.shape for i in kept_indices)) + reduced[len(kept):]
+    out = _push_gather(b, u, kept_indices, int(np.prod(out_shape, dtype=np.int64)), producer, uses)
+    return out if out is not None else b.emit("gather", u, *kept_indices)
+
+
+def _is_identity_index(indices, u, producer) -> bool:
+    """gather(u, arange(len(u))): every row once, in order."""
+    if len(indices) != 1:
+        return False
+    source = producer.get(indices[0])
+    return source is not None and source.prim.name == "iota" and source.params["length"] == u.shape[0]
+
+
+def _scatter_add_rewrite(b, node, producer, uses):
+    """scatter_add(upd, arange(n), i1, ..., shape=(n, k1, ..., tail)): each row r receives one
+    update, at column i1[r], ...: out = where(col1 == i1[r] & ..., upd[r], 0), no zeroed array.
+    The indices are wrapped and bounds-checked by a gather from an iota (iota[i] is i, wrapped);
+    the columns are int32 (axes longer than 2**31 are not worth a select), so the compare in the
+    row loop runs at the width of float32 lanes."""
+    if not _one_update_per_row(node, producer):
+        return None
+    updates, _, *rest = node.inputs
+    shape = node.params["shape"]
+    n, k, ndim = shape[0], 1 + len(rest), len(shape)
+    row = (n,) + (1,) * (ndim - 1)
+    cond = None
+    for axis, idx in enumerate(rest, start=1):
+        column = b.emit("iota", length=shape[axis], dtype=np.dtype(np.int32))
+        wrapped = b.emit("reshape", b.emit("gather", column, idx, loc=node.loc), shape=row)
+        along = tuple(shape[axis] if j == axis else 1 for j in range(ndim))
+        hit = b.emit("equal", b.emit("reshape", column, shape=along), wrapped, loc=node.loc)
+        cond = hit if cond is None else b.emit("logical_and", cond, hit, loc=node.loc)
+    upd = b.emit("reshape", updates, shape=(n,) + (1,) * (k - 1) + tuple(shape[k:]))
+    zero = b.constant(np.zeros((), updates.dtype))
+    return b.emit("where", cond, upd, zero, loc=node.loc)
+
+
+def _one_update_per_row(node, producer) -> bool:
+    """scatter_add(upd, arange(n), i1, ...) with every index and upd of length n along axis 0."""
+    updates, first, *rest = node.inputs
+    shape = node.params["shape"]
+    n, k = shape[0], 1 + len(rest)
+    source = producer.get(first)
+    if not rest or 0 in shape or max(shape[1:k]) >= 2**31:
+        return False
+    if source is None or source.prim.name != "iota" or source.params["length"] != n:
+        return False
+    return all(tuple(i.shape) == (n,) for i in (first, *rest)) and tuple(updates.shape) == (n,) + tuple(shape[k:])
+
+
+def _same_type(a, b) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
+
+
+gather_p = register(Primitive("gather", Kind.GATHER, _gather_rule, _gather_reference, vjp=_gather_vjp,
+                              rewrite=_gather_rewrite))
 scatter_add_p = register(
-    Primitive("scatter_add", Kind.SCATTER, _scatter_add_rule, _scatter_add_reference, vjp=_scatter_add_vjp)
+    Primitive("scatter_add", Kind.SCATTER, _scatter_add_rule, _scatter_add_reference, vjp=_scatter_add_vjp,
+              rewrite=_scatter_add_rewrite)
 )

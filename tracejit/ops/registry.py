@@ -38,6 +38,9 @@ class Primitive:
     c_expr(args, in_dtypes, out_dtype, **params) -> C expression; elementwise ops only.
     prune_outputs(node, live) -> the node without the outputs whose `live` flag is False (control
         flow: drops them from its regions too); None means every output is kept while one is live.
+    rewrite(b, node, producer, uses) -> an equivalent Value emitted through `b` in cheaper, denser
+        ops (a one-hot scatter as a select the loop kernels fuse), or None to keep the node;
+        applied by passes/index_rewrites.py. `uses` counts the readers of each value.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Primitive:
     multiple_results: bool = False
     commutative: bool = False
     prune_outputs: Callable | None = None
+    rewrite: Callable | None = None
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"

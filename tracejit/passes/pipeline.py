@@ -12,9 +12,12 @@ from ..ir.printer import format_graph
 from ..ir.verify import verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .index_rewrites import rewrite_indexing
 from .simplify import simplify
 
-PASSES = [simplify, eliminate_common_subexpressions, eliminate_dead_code]
+# simplify runs again after rewrite_indexing, whose rules emit reshape chains and identity
+# gathers that it folds away (and it turns user-written np.arange into the iota they look for)
+PASSES = [simplify, rewrite_indexing, simplify, eliminate_common_subexpressions, eliminate_dead_code]
 
 
 def optimize(graph: Graph, verify_each: bool | None = None) -> Graph:

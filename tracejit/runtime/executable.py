@@ -9,24 +9,49 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import config, dtypes
-from ..codegen.c_program import ALIGNMENT, Program, generate
 from ..ir.graph import Graph
 from ..ir.printer import format_graph
-from ..passes.fusion import KernelGraph, fuse
-from ..passes.pipeline import optimize
+from .blas import numpy_blas64
+
+try:  # the C fast path of jitted calls (csrc/dispatch.c), built at install when a compiler is there
+    from .. import _dispatch
+except ImportError:
+    _dispatch = None
+
+# Large outputs come from the extension's pool, which keeps the pages of the last call's outputs
+# mapped (csrc/dispatch.c, Pool); without it (or from a build older than the pool), np.empty.
+if hasattr(_dispatch, "pooled_empty"):
+    _dispatch.pool_configure(config.pool_bytes())
+    _pooled_empty, POOL_MIN_BYTES = _dispatch.pooled_empty, _dispatch.POOL_MIN_BYTES
+else:
+    _pooled_empty, POOL_MIN_BYTES = np.empty, 0
+
+if TYPE_CHECKING:  # the pipeline is imported when it runs: a program found by its traced graph skips it
+    from ..codegen.c_program import Program
+    from ..passes.fusion import KernelGraph
+
+ALIGNMENT = 64  # bytes; codegen/c_program.py plans workspace offsets in multiples of it (a test checks)
 
 # OpenMP worker threads that spin after a parallel loop steal the cores numpy's BLAS threads
 # (and ours, through numpy's BLAS) need next; sleeping at once costs a few microseconds per
 # loop (loops go parallel only above ~100k elements). Measured on 2 busy cores: W2a 7.8 ->
-# 2.7 ms, W2b 5.4 -> 2.6 ms. libgomp reads this when the first generated library loads it;
-# a value the user set wins.
+# 2.7 ms, W2b 5.4 -> 2.6 ms. A short spin first (GOMP_SPINCOUNT 1000, 10000, 100000) was
+# tried too and lost on the shared cores: W1 n=100k 94 -> 145 us, W3 0.5 -> 0.75-4.6 ms; the
+# wake-up delay is absorbed instead by dynamic chunks (codegen/c_exprs.dynamic_schedule).
+# libgomp reads this when the first generated library loads it; a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _MISSING = object()  # default of each argument of the generated call: a missing one reaches _convert
+
+# A fast-path call holds the GIL while the kernel runs (cheaper than dropping and re-taking it for
+# small calls), unless it may be long: this many bytes of inputs, outputs and workspace (some
+# microseconds of work), a matmul, or a loop. cffi calls always drop it.
+RELEASE_GIL_BYTES = 1 << 16
 
 
 class Executable:
@@ -39,9 +64,7 @@ class Executable:
         self.arg_paths = _paths_or_ir_names(graph, arg_paths)
         self.kernel_graph = kernel_graph
         self.program = program
-        self.c_source = program.source
         self.peak_temp_bytes = program.peak_temp_bytes
-        self.ir_text = format_graph(graph) + "\n" + kernel_listing(program)
         self.library = library
         ffi = library.ffi
         self._from_buffer = ffi.from_buffer
@@ -51,12 +74,14 @@ class Executable:
         self._hidden = [ffi.from_buffer(a) for a in program.hidden] + [_aligned_pointer(ffi, self._workspace),
                                                                        self._bad_index]
         # one workspace per executable: calls from several threads take turns
-        self._lock = threading.Lock() if program.peak_temp_bytes else None
+        self._lock = (_dispatch.Lock() if _dispatch else threading.Lock()) if program.peak_temp_bytes else None
         self._hidden_arrays = program.hidden  # keep them alive
         self._in_specs = [(tuple(v.shape), np.dtype(v.dtype)) for v in graph.inputs]
         self._n_in = len(self._in_specs)
         self._out_specs = [(tuple(v.shape), np.dtype(v.dtype)) for v in graph.outputs]
         self._call = self._make_call()
+        self._release_gil = _may_run_long(graph, program, self._in_specs + self._out_specs)
+        self._errors = program.errors  # from the record too: raising needs no pipeline run
         library.lib.tj_set_threads(config.num_threads())
         if "tj_use_blas64" in program.cdef:
             blas = numpy_blas64()
@@ -73,9 +98,10 @@ class Executable:
     def _make_call(self):
         """A call function specialized to this signature (one line per argument, no loops): the
         per-call Python work is a type/shape/dtype check, a pointer per array, one C call."""
-        env = {"np": np, "empty": np.empty, "ndarray": np.ndarray, "fb": self._from_buffer,
-               "main": self._main, "convert": self._convert, "contiguous": np.ascontiguousarray,
-               "fail": self._raise, "generic": self._generic_call, "MISSING": _MISSING}
+        env = {"np": np, "empty": np.empty, "pooled_empty": _pooled_empty, "ndarray": np.ndarray,
+               "fb": self._from_buffer, "main": self._main, "convert": self._convert,
+               "contiguous": np.ascontiguousarray, "fail": self._raise, "generic": self._generic_call,
+               "MISSING": _MISSING}
         args = [f"x{n}=MISSING" for n in range(self._n_in)]
         lines = [f"def call({', '.join(args + ['*rest'])}):",
                  f"    if rest: return generic({', '.join(f'x{n}' for n in range(self._n_in))}{', ' * (self._n_in > 0)}*rest)"]
@@ -88,7 +114,8 @@ class Executable:
         outs = []
         for n, (shape, dtype) in enumerate(self._out_specs):
             env[f"OS{n}"], env[f"OD{n}"] = shape, dtype
-            lines.append(f"    o{n} = empty(OS{n}, OD{n})")
+            empty = "pooled_empty" if int(np.prod(shape)) * dtype.itemsize >= POOL_MIN_BYTES else "empty"
+            lines.append(f"    o{n} = {empty}(OS{n}, OD{n})")
             outs.append(f"o{n}")
         hidden = []
         for n, pointer in enumerate(self._hidden):
@@ -135,38 +162,55 @@ class Executable:
         raise TypeError(f"{self.name}: argument {self.arg_paths[n]} has dtype {array.dtype}, but it was compiled "
                         f"for {dtype} ({expected}); call the jitted function instead, which compiles a new signature")
 
-    def _raise(self, status: int):
-        message = self.program.errors[status - 1].format(bad=int(self._bad_index[0]))
-        raise IndexError(message)
+    def _raise(self, status: int, bad: int | None = None):
+        """The program's error `status` (1-based); `bad` is the offending index, read under the lock."""
+        bad = int(self._bad_index[0]) if bad is None else bad
+        raise IndexError(self._errors[status - 1].format(bad=bad))
 
+    def fast_entry(self, pack):
+        """This signature as the C dispatcher calls it (a tracejit._dispatch.Entry), or None without
+        the extension or for more parameters than it handles. `pack` says how the outputs come back:
+        'leaf' (the one output), 'tuple', 'list', or a callable taking the list of outputs."""
+        if _dispatch is None or self._n_in + len(self._out_specs) + len(self._hidden) > _dispatch.MAX_POINTERS:
+            return None
+        address = self.library.ffi.cast
+        hidden = tuple(int(address("uintptr_t", p)) for p in self._hidden[:-1])  # constants, workspace
+        return _dispatch.Entry(main=int(address("uintptr_t", self._main)), hidden=hidden,
+                               bad_index=int(address("uintptr_t", self._bad_index)), inputs=self._in_specs,
+                               outputs=self._out_specs, pack=pack, on_error=self._raise, lock=self._lock,
+                               release_gil=self._release_gil, owner=self)
 
-_NUMPY_BLAS: list = []
+    # ---- a program found by its traced graph (compile/programs.py): the pipeline runs on demand
+    _pipeline = None  # _Pipeline of a program loaded from the cache
 
+    @classmethod
+    def from_cache(cls, traced: Graph, record, library, name: str, arg_paths: list[str] | None = None):
+        """An Executable for a library the cache found by `traced`, the graph before the passes:
+        `record` (compile/programs.ProgramRecord) has what a call needs. __init__ reads only
+        the graph's input and output types, which the passes keep; `.graph`, `.kernel_graph`,
+        `.c_source`, `.ir_text` and `.program.kernels` re-run the pipeline when first asked for."""
+        pipeline = _Pipeline(traced, name, library)
+        exe = cls(traced, None, _CachedProgram(record, pipeline), library, name, arg_paths)
+        exe._pipeline = pipeline
+        return exe
 
-def numpy_blas64() -> tuple[int, int] | None:
-    """Addresses of sgemm/dgemm in numpy's own OpenBLAS (the scipy-openblas64 numpy wheels bundle),
-    or None (another numpy build: the generated code then calls the scipy-openblas32 wheel).
+    graph = property(lambda self: self._product("graph"), lambda self, value: self._store("graph", value))
+    kernel_graph = property(lambda self: self._product("kernel_graph"),
+                            lambda self, value: self._store("kernel_graph", value))
 
-    Sharing numpy's library means one BLAS thread pool in the process: with two, each pool's
-    threads spin after a call and starve the other's (a 128x784x512 sgemm took 24 ms instead of
-    0.6 ms right after a numpy matmul)."""
-    if not _NUMPY_BLAS:
-        _NUMPY_BLAS.append(_find_numpy_blas64())
-    return _NUMPY_BLAS[0]
+    def _product(self, field: str):
+        return getattr(self._pipeline, field) if self._pipeline is not None else self.__dict__[f"_{field}"]
 
+    def _store(self, field: str, value) -> None:
+        self.__dict__[f"_{field}"] = value
 
-def _find_numpy_blas64():
-    import ctypes
-    import glob
+    @property
+    def c_source(self) -> str:
+        return self.program.source
 
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)
-            return tuple(ctypes.cast(getattr(lib, f"scipy_cblas_{p}gemm64_"), ctypes.c_void_p).value for p in "sd")
-        except (OSError, AttributeError):
-            continue
-    return None
+    @property
+    def ir_text(self) -> str:
+        return format_graph(self.graph) + "\n" + kernel_listing(self.program)
 
 
 def _widens_to(dtype: np.dtype, compiled: np.dtype) -> bool:
@@ -175,6 +219,15 @@ def _widens_to(dtype: np.dtype, compiled: np.dtype) -> bool:
         return dtypes.canonical(dtype) == compiled
     except TypeError:
         return False
+
+
+def _may_run_long(graph: Graph, program, specs) -> bool:
+    """Whether a call may take long enough that the C fast path should let other threads run."""
+    from ..ops.registry import Kind
+
+    data = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in specs) + program.peak_temp_bytes
+    return (data >= RELEASE_GIL_BYTES or "tj_use_blas64" in program.cdef
+            or any(node.prim.kind in (Kind.CONTROL, Kind.MATMUL) for node in graph.nodes))
 
 
 def _paths_or_ir_names(graph: Graph, arg_paths) -> list[str]:
@@ -233,16 +286,86 @@ def _uncompilable(graph: Graph) -> str | None:
 
 
 def build_executable(graph: Graph, name: str = "main", arg_paths: list[str] | None = None):
-    """The compiled program; `arg_paths` (one per graph input) name the arguments in errors."""
-    from ..compile import get_or_build
+    """The compiled program; `arg_paths` (one per graph input) name the arguments in errors.
 
-    graph = optimize(graph)
-    reason = _uncompilable(graph)
-    if reason is not None:
-        return InterpretedExecutable(graph, name, reason, arg_paths)
-    kernel_graph = fuse(graph)
-    program = generate(kernel_graph, name)
+    A program built before (in any process) is found by the traced graph alone, skipping the
+    passes, fusion, code generation and the C parser (compile/programs.py); with
+    TRACEJIT_DEBUG >= 2, which prints those stages, the pipeline always runs."""
+    from ..compile import get_or_build, programs
+
+    key = programs.ready_key(graph, name)
+    if key is not None and config.debug_level() < 2:
+        found = programs.lookup(key)
+        if found is not None:
+            library, record = found
+            return Executable.from_cache(graph, record, library, name, arg_paths)
+    optimized, kernel_graph, program = _run_pipeline(graph, name)
+    if program is None:
+        return InterpretedExecutable(optimized, name, _uncompilable(optimized), arg_paths)
     if config.debug_level() >= 2:
         print(f"--- fusion of {name} ---\n{kernel_listing(program)}", file=sys.stderr)
     library = get_or_build(program.source, program.cdef)
-    return Executable(graph, kernel_graph, program, library, name, arg_paths)
+    programs.publish(key or programs.program_key(graph, name), library, program.cdef, program.hidden,
+                     program.errors, program.peak_temp_bytes)
+    return Executable(optimized, kernel_graph, program, library, name, arg_paths)
+
+
+def _run_pipeline(graph: Graph, name: str):
+    """(optimized graph, kernel graph, Program); (optimized graph, None, None) if the C backend
+    cannot compile it."""
+    from ..codegen.c_program import generate
+    from ..passes.fusion import fuse
+    from ..passes.pipeline import optimize
+
+    graph = optimize(graph)
+    if _uncompilable(graph) is not None:
+        return graph, None, None
+    kernel_graph = fuse(graph)
+    return graph, kernel_graph, generate(kernel_graph, name)
+
+
+class _CachedProgram:
+    """The Program of an executable loaded from the cache: what a call needs (cdef, hidden,
+    errors, peak_temp_bytes) from the record; anything else (source, kernels) from the pipeline."""
+
+    def __init__(self, record, pipeline: "_Pipeline"):
+        self.cdef, self.hidden, self.errors = record.cdef, record.hidden, record.errors
+        self.peak_temp_bytes = record.peak_temp_bytes
+        self._pipeline = pipeline
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._pipeline.program, name)
+
+
+class _Pipeline:
+    """The pipeline's products for a program loaded by its traced graph, computed on first use."""
+
+    def __init__(self, traced: Graph, name: str, library):
+        self._traced, self._name, self._library = traced, name, library
+        self._products = None
+
+    def _run(self):
+        if self._products is None:
+            self._products = _run_pipeline(self._traced, self._name)
+            _check_same_library(self._products[2], self._library)
+        return self._products
+
+    graph = property(lambda self: self._run()[0])
+    kernel_graph = property(lambda self: self._run()[1])
+    program = property(lambda self: self._run()[2])
+
+
+def _check_same_library(program, library) -> None:
+    """The C regenerated now should be what the loaded library was built from; if not, the
+    pipeline is not deterministic and `.c_source` describes another binary: say so."""
+    import warnings
+
+    from ..compile import cache, toolchain
+
+    cc = toolchain.find_compiler()
+    if cache.cache_key(program.source, toolchain.default_flags(cc), toolchain.compiler_identity(cc)) != library.key:
+        warnings.warn(f"tracejit: the C source regenerated for {library.path} differs from the one it was built "
+                      "from (a nondeterministic pass?); .c_source and .ir may not describe the loaded code.",
+                      cache.CacheWarning, stacklevel=4)
