@@ -82,7 +82,14 @@ def pool_bytes() -> int:
     price is memory: up to this many bytes stay allocated while no array uses them, the most
     recently freed first; a block larger than the cap is never kept, so a function that makes one
     1 GB output once does not hold on to it. Read once, when the first function is compiled."""
-    return max(0, int(_env("TRACEJIT_POOL_BYTES", str(256 << 20))))
+    value = _env("TRACEJIT_POOL_BYTES", str(256 << 20))
+    try:
+        cap = int(value)
+    except ValueError:
+        cap = -1
+    if cap < 0:
+        raise ValueError(f"TRACEJIT_POOL_BYTES={value!r}: set it to a byte count >= 0 (0 turns the pool off)")
+    return cap
 
 
 def csrc_dir() -> Path:
