@@ -72,10 +72,13 @@ class _Compiled:
     executable: object  # runtime.executable.Executable
     specs: tuple  # ArgSpec per dynamic leaf
     fast: object = None  # the C dispatcher's Entry when the key is plain positional arrays, else None
+    unflatten: object = None  # outs -> the user's output structure (built once, see _unflattener)
+
+    def __post_init__(self):
+        self.unflatten = _unflattener(self.traced.out_treedef)
 
     def __call__(self, leaves):
-        outs = self.executable(*leaves)
-        return pytree.unflatten(self.traced.out_treedef, outs)
+        return self.unflatten(self.executable(*leaves))
 
 
 def _fast_entry(key, compiled: _Compiled):
