@@ -116,6 +116,65 @@ def test_scatter_rewrite_with_three_indices_and_a_tail_axis():
                                rtol=1e-6, atol=1e-8)
 
 
+# ---- the one-hot row sum: sum_j where(iota_j == label, v, 0) is v ----------------------------
+def shifted_pick(m, x, labels, w):
+    """d/dm of this sums the one-hot scatter of w over the columns (the rule's pattern)."""
+    return np.sum((x - m)[np.arange(x.shape[0]), labels] * w)
+
+
+def one_hot_sum_inputs(dtype=F64, n=7, k=6, seed=4):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, k)).astype(dtype)
+    m = rng.standard_normal((n, 1)).astype(dtype)
+    return m, x, rng.integers(-k, k, n), rng.standard_normal(n).astype(dtype)
+
+
+def one_hot_sum_by_numpy(x, labels, w):
+    cols = np.arange(x.shape[1])
+    return -np.sum(np.where(cols == (labels % x.shape[1])[:, None], w[:, None], 0), axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_one_hot_row_sum_is_dropped_and_matches_numpy(dtype):
+    m, x, labels, w = one_hot_sum_inputs(dtype)
+    graph = optimized(tj.grad(shifted_pick), m, x, labels, w)
+    producer = graph.producers()
+    summed = [producer.get(n.inputs[0]) for n in graph.nodes if n.prim.name == "sum"]
+    assert not any(p is not None and p.prim.name == "where" for p in summed), prims(graph)
+    got = tj.jit(tj.grad(shifted_pick))(m, x, labels, w)
+    assert got.dtype == dtype and got.shape == m.shape
+    np.testing.assert_array_equal(got, one_hot_sum_by_numpy(x, labels, w).astype(dtype))
+    np.testing.assert_allclose(got, numerical_grad(lambda z: shifted_pick(z, x, labels, w), m), rtol=1e-6)
+
+
+def test_one_hot_row_sum_keeps_the_sign_of_zero():
+    """-0.0 + 0.0 is +0.0: a summed row whose update is -0.0 gives +0.0, so d/dm is -(+0.0)."""
+    m, x, labels, w = one_hot_sum_inputs()
+    w[::2] = -0.0
+    w[1] = 0.0
+    got = tj.jit(tj.grad(shifted_pick))(m, x, labels, w)
+    want = one_hot_sum_by_numpy(x, labels, w)
+    raw = evaluate(trace(tj.grad(shifted_pick), (m, x, labels, w)).graph, [m, x, labels, w])[0]
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(np.signbit(raw), np.signbit(want))
+    np.testing.assert_array_equal(got, want)
+
+
+def picked_by_compare(x, labels, v):
+    """A user-written one-hot select: its labels are not bounds-checked, so one out of range
+    selects nothing and the row sums to 0 (the rule must not fire)."""
+    hit = np.arange(x.shape[1])[None, :] == labels[:, None]
+    return np.sum(np.where(hit, v[:, None], 0.0), axis=1) + x.sum(axis=1)
+
+
+def test_user_written_one_hot_sum_with_labels_out_of_range_matches_numpy():
+    rng = np.random.default_rng(6)
+    x, v = rng.standard_normal((5, 4)), rng.standard_normal(5)
+    labels = np.array([0, 3, 4, -1, 2])
+    got = tj.jit(picked_by_compare)(x, labels, v)
+    np.testing.assert_array_equal(got, picked_by_compare(x, labels, v))
+
+
 def repeated_rows(x, rows, cols):
     return (x[rows, cols] ** 2).sum()
 

@@ -159,6 +159,61 @@ def _one_update_per_row(node, producer) -> bool:
     return all(tuple(i.shape) == (n,) for i in (first, *rest)) and tuple(updates.shape) == (n,) + tuple(shape[k:])
 
 
+# ---- one-hot compares (read by the sum rule in ops/reduce.py) ------------------------------
+# where(column == label, v, 0) summed over the column axis is v itself when every label is in
+# range: the compare then holds at exactly one column of each row. The scatter rule above makes
+# that compare with labels gathered from an iota, which wraps and bounds-checks them first.
+
+def one_hot_axis(cond, ndim, producer):
+    """The axis j along which `cond` (read at rank ndim) is `iota_j == index` with every index in
+    [0, len_j) and constant along j, so that it holds exactly once along j; else None."""
+    node = producer.get(cond)
+    if node is None or node.prim.name != "equal":
+        return None
+    a, c = node.inputs
+    for column, index in ((a, c), (c, a)):
+        axis = _iota_axis(column, ndim, producer)
+        if axis is not None and _in_range_index(index, ndim, axis, column, producer):
+            return axis
+    return None
+
+
+def _right_aligned(shape, ndim):
+    return (1,) * (ndim - len(shape)) + tuple(shape)
+
+
+def _through_reshapes(value, producer):
+    node = producer.get(value)
+    while node is not None and node.prim.name == "reshape":
+        value = node.inputs[0]
+        node = producer.get(value)
+    return value, node
+
+
+def _iota_axis(value, ndim, producer):
+    """j when value (at rank ndim) is an iota laid along axis j and of length >= 2 there."""
+    full = _right_aligned(value.shape, ndim)
+    longer = [j for j, d in enumerate(full) if d != 1]
+    _, source = _through_reshapes(value, producer)
+    if len(longer) != 1 or source is None or source.prim.name != "iota":
+        return None
+    return longer[0] if source.params["length"] == full[longer[0]] else None
+
+
+def _in_range_index(value, ndim, axis, column, producer):
+    """value (at rank ndim) is constant along `axis` and holds entries of an iota as long as
+    that axis: a gather from it, which fails on an index out of range, so each is in range."""
+    if len(value.shape) > ndim or _right_aligned(value.shape, ndim)[axis] != 1:
+        return False
+    _, node = _through_reshapes(value, producer)
+    if node is None or node.prim.name != "gather" or len(node.inputs) != 2:
+        return False
+    _, source = _through_reshapes(node.inputs[0], producer)
+    length = _right_aligned(column.shape, ndim)[axis]
+    return (source is not None and source.prim.name == "iota" and source.params["length"] == length
+            and node.inputs[0].ndim == 1)
+
+
 def _same_type(a, b) -> bool:
     return tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
 

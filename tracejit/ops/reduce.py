@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
+from .index import one_hot_axis
 from .registry import Aval, Kind, Primitive, register
 from .shape_util import reduced_shape
 from .vjp_util import astype, broadcast_back, const, div, eq, mul, where, with_reduced_axes
@@ -81,7 +82,53 @@ def _chooser_vjp(b, node, ct):
     return [mul(b, hit, with_reduced_axes(b, share, x.shape, axes))]
 
 
-sum_p = register(Primitive("sum", Kind.REDUCE, _reduce_rule("sum"), _reference(np.sum), vjp=_sum_vjp))
+def _sum_rewrite(b, node, producer, uses):
+    """sum over axis j of where(iota_j == index, v, 0), v constant along j, is v: the compare holds
+    at one column of each row (one_hot_axis checks the indices are in range), every other term is
+    +0.0. Adding +0.0 is exact except that -0.0 + 0.0 is +0.0, so a v that may hold -0.0 is read
+    as where(v == 0, 0, v). (W3: the one-hot row sum of the cross-entropy gradient disappears.)"""
+    (x,), axes = node.inputs, node.params["axes"]
+    select = producer.get(x)
+    if len(axes) != 1 or select is None or select.prim.name != "where":
+        return None
+    cond, v, fill = select.inputs
+    full = (1,) * (x.ndim - v.ndim) + tuple(v.shape)
+    if v.dtype != x.dtype or full[axes[0]] != 1 or not _is_positive_zero(fill, producer):
+        return None
+    if one_hot_axis(cond, x.ndim, producer) != axes[0]:
+        return None
+    picked = _reshaped(b, v, full[:axes[0]] + full[axes[0] + 1:], node.out.shape)
+    if v.dtype.kind != "f" or not _may_be_negative_zero(v, producer):
+        return picked
+    zero = b.constant(np.zeros((), v.dtype))
+    return b.emit("where", b.emit("equal", picked, zero), zero, picked)
+
+
+def _reshaped(b, v, shape, out_shape):
+    if tuple(v.shape) != tuple(shape):
+        v = b.emit("reshape", v, shape=tuple(shape))
+    return v if tuple(shape) == tuple(out_shape) else b.emit("broadcast_to", v, shape=tuple(out_shape))
+
+
+def _constant_through_views(value, producer):
+    node = producer.get(value)
+    while node is not None and node.prim.name in ("reshape", "broadcast_to"):
+        node = producer.get(node.inputs[0])
+    return node.params["value"] if node is not None and node.prim.name == "constant" else None
+
+
+def _is_positive_zero(value, producer) -> bool:
+    array = _constant_through_views(value, producer)
+    return array is not None and array.size > 0 and bool(np.all(array == 0)) and not np.any(np.signbit(array))
+
+
+def _may_be_negative_zero(value, producer) -> bool:
+    array = _constant_through_views(value, producer)
+    return array is None or bool(np.any((array == 0) & np.signbit(array)))
+
+
+sum_p = register(Primitive("sum", Kind.REDUCE, _reduce_rule("sum"), _reference(np.sum), vjp=_sum_vjp,
+                           rewrite=_sum_rewrite))
 prod_p = register(Primitive("prod", Kind.REDUCE, _reduce_rule("prod"), _reference(np.prod), vjp=_prod_vjp))
 max_p = register(
     Primitive("max", Kind.REDUCE, _reduce_rule("max"), _reference(np.max, keep_dtype=False), vjp=_chooser_vjp)

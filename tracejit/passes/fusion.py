@@ -23,6 +23,7 @@ its kernel (another kernel, a shape op, the graph outputs) needs it. After group
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..ir.graph import Graph, Node, Value
@@ -272,6 +273,9 @@ class _Fuser:
             kernel = self.group_of(v)
             if kernel is not None and kernel not in candidates:
                 candidates.append(kernel)
+        # the largest domain first: a row value joins the row kernel that makes its inputs rather
+        # than a small kernel of per-row scalars, which would make that kernel store its rows
+        candidates.sort(key=lambda k: -math.prod(k.domain))
         for base in candidates:
             if self.try_join(node, base, candidates):
                 return

@@ -3,7 +3,8 @@
 The rules live on the records (ops/index.py): a gather of a few elements of an elementwise
 result moves onto the operands, and a one-hot scatter_add becomes a `where` select. Either way
 no (n, k) array of the original spelling is stored, and the loop kernels fuse what remains
-(W3's cross-entropy gradient becomes one elementwise pass in the softmax row kernel).
+(W3's cross-entropy gradient becomes one elementwise pass in the softmax row kernel). The sum
+rule (ops/reduce.py) then drops the row sum of such a select: it is the update itself.
 The nodes a rule emits go where the rewritten node stood; the rewritten node's output is
 replaced by the rule's result everywhere, and producers left without readers are DCE's job.
 Run simplify afterwards: the rules emit reshapes of reshapes and the like.
