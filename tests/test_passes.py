@@ -160,6 +160,19 @@ def test_simplify_identities(label):
     check_same_results(graph, after, [x])
 
 
+@pytest.mark.parametrize("seed, op", [(-2.0, "log"), (0.0, "reciprocal"), (3.0, "exp"), (-0.0, "negative")])
+def test_elementwise_of_a_broadcast_seed_is_folded_once(seed, op):
+    """op(broadcast(c)) on a big shape: one folded scalar broadcast, bit for bit numpy's (nan, inf, -0)."""
+    def build(b, x):
+        splat = b.emit("reshape", b.emit("broadcast_to", c(b, seed), shape=(300,)), shape=(300, 1))
+        return b.emit("add", x, b.emit(op, splat))
+
+    graph = _unary_graph(build, shape=(300, 1))
+    after = eliminate_dead_code(simplify(graph))
+    assert op not in prims(after) and "reshape" not in prims(after), str(after)
+    check_same_results(graph, after, [np.linspace(-1, 1, 300, dtype=np.float32).reshape(300, 1)])
+
+
 def test_transpose_chains_compose():
     def build(b, x):
         return b.emit("transpose", b.emit("transpose", x, perm=(1, 2, 0)), perm=(2, 0, 1))

@@ -9,7 +9,9 @@ Every rewrite keeps numpy's result bit for bit (up to the sign of a zero for `x 
     implicitly) when the result's shape does not change;
   - reshape chains collapse, transpose chains compose; reshape / broadcast_to / astype to the
     same type and the identity transpose vanish;
-  - a constant that is 0, 1, ..., n-1 (np.arange written in user code) becomes `iota`.
+  - a constant that is 0, 1, ..., n-1 (np.arange written in user code) becomes `iota`;
+  - an elementwise op on splats (one-element constants broadcast, e.g. a loss seed) is computed
+    once and broadcast; a reshape of a splat is a broadcast of the same constant.
 A rewritten node keeps its output Value, so no value is renamed. Dead producers are left for DCE.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ def simplify(graph: Graph, env: dict[Value, Value] | None = None) -> Graph:
     producer: dict[Value, Node] = {}
     nodes = []
     for node in graph.nodes:
-        result = _simplify_node(rewrite_node(node, env, simplify), producer)
+        result = _simplify_node(rewrite_node(node, env, simplify), producer, nodes)
         if isinstance(result, Value):
             env[node.outputs[0]] = result
             continue
@@ -41,12 +43,19 @@ def simplify(graph: Graph, env: dict[Value, Value] | None = None) -> Graph:
     return with_nodes(graph, nodes, env)
 
 
-def _simplify_node(node: Node, producer: dict) -> Node | Value:
+def _simplify_node(node: Node, producer: dict, nodes: list[Node]) -> Node | Value:
+    """Apply RULES until none fires. A rule returns a Value (the node's replacement), a Node (same
+    outputs), or (new nodes to place first, Node): those are appended to `nodes` right away."""
     for _ in range(8):  # a rewrite may enable another (fold, then iota); a few rounds suffice
         for rule in RULES:
             result = rule(node, producer)
             if isinstance(result, Value):
                 return result
+            if isinstance(result, tuple):
+                for extra in result[0]:
+                    nodes.append(extra)
+                    producer.update((v, extra) for v in extra.outputs)
+                result = result[1]
             if result is not None:
                 node = result
                 break
@@ -89,6 +98,54 @@ def fold_constants(node: Node, producer: dict) -> Node | None:
     if result.dtype != out.dtype or result.shape != tuple(out.shape):
         return None
     return _as_constant(node, result)
+
+
+def splat_of(value: Value, producer: dict) -> Value | None:
+    """The one-element constant that `value` repeats everywhere (through broadcast_to and reshape),
+    else None. A loss seed broadcast to every row is such a splat."""
+    node = producer.get(value)
+    while node is not None and node.prim.name in ("broadcast_to", "reshape"):
+        value, node = node.inputs[0], producer.get(node.inputs[0])
+    if node is None or node.prim.name != "constant" or value.size != 1:
+        return None
+    return value
+
+
+def reshape_splat(node: Node, producer: dict) -> Node | None:
+    """reshape of a broadcast one-element constant -> one broadcast_to of that constant."""
+    if node.prim.name != "reshape" or producer.get(node.inputs[0]) is None:
+        return None
+    if producer[node.inputs[0]].prim.name != "broadcast_to":
+        return None
+    scalar = splat_of(node.inputs[0], producer)
+    if scalar is None or scalar.ndim > node.outputs[0].ndim:
+        return None
+    return Node(PRIMITIVES["broadcast_to"], (scalar,), {"shape": tuple(node.outputs[0].shape)}, node.outputs,
+                node.loc)
+
+
+def fold_splats(node: Node, producer: dict):
+    """An elementwise op whose operands are all splats of one-element constants computes one number:
+    fold it and broadcast the result (no kernel, no stored array). Exact: numpy's reference on the
+    scalars gives the bits each element would have."""
+    out = node.outputs[0]
+    if node.prim.kind is not Kind.ELEMENTWISE or node.prim.multiple_results or out.size <= FOLD_LIMIT:
+        return None
+    scalars = [splat_of(v, producer) for v in node.inputs]
+    if not scalars or any(s is None for s in scalars):
+        return None
+    arrays = [producer[s].params["value"].reshape(()) for s in scalars]
+    try:
+        with np.errstate(all="ignore"):
+            result = np.array(node.prim.reference(*arrays, **node.params))
+    except Exception:  # leave it to run time, which reports it
+        return None
+    if result.dtype != out.dtype or result.size != 1:
+        return None
+    constant = Value(f"{out.name}_splat", (), out.dtype)
+    folded = Node(PRIMITIVES["constant"], (), {"value": result.reshape(())}, (constant,), node.loc)
+    return [folded], Node(PRIMITIVES["broadcast_to"], (constant,), {"shape": tuple(out.shape)}, node.outputs,
+                          node.loc)
 
 
 def arange_to_iota(node: Node, producer: dict) -> Node | None:
@@ -199,4 +256,5 @@ def _broadcast_shape(values) -> tuple | None:
         return None
 
 
-RULES = [fold_constants, drop_identities, special_powers, collapse_chains, read_unbroadcast, arange_to_iota]
+RULES = [fold_constants, drop_identities, special_powers, collapse_chains, read_unbroadcast, arange_to_iota,
+         reshape_splat, fold_splats]
