@@ -58,13 +58,14 @@ PIN_SOURCES = "programs._sources_digest = lambda: 'pinned by test_startup'\n"
 
 CHILD = STEP_CODE + textwrap.dedent("""
     import json, sys, warnings
-    from tracejit.compile import cache, programs
+    from tracejit.compile import entries, programs  # entries.stats is cache.stats, without importing cache
 """) + PIN_SOURCES + textwrap.dedent("""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         new_w, value = tj.jit(step)(*inputs())
-    heavy = ("tracejit.codegen.c_program", "tracejit.passes.fusion", "pycparser", "cffi.api", "filelock")
-    print(json.dumps({"w": new_w.tolist(), "loss": float(value), "stats": cache.stats, "programs": programs.stats,
+    heavy = ("tracejit.codegen.c_program", "tracejit.passes.fusion", "tracejit.compile.cache", "pycparser", "cffi.api",
+             "filelock")
+    print(json.dumps({"w": new_w.tolist(), "loss": float(value), "stats": entries.stats, "programs": programs.stats,
                       "loaded": [m for m in heavy if m in sys.modules], "warnings": [str(w.message) for w in caught]}))
 """)
 
@@ -135,7 +136,7 @@ def test_a_cold_process_publishes_and_a_warm_one_skips_the_pipeline(filled, tmp_
     assert cold["stats"]["compiles"] == 1 and cold["programs"]["published"] == 1
     warm = run_child(root)
     assert warm["stats"]["compiles"] == 0 and warm["programs"]["hits"] == 1
-    assert warm["loaded"] == [], "a warm start imported the pipeline, cffi's parser or filelock"
+    assert warm["loaded"] == [], "a warm start imported the pipeline, the build side, cffi's parser or filelock"
     assert not cold["warnings"] and not warm["warnings"]
     (program,) = program_entries(root)
     meta = json.loads((program / "program.json").read_text())
@@ -248,6 +249,15 @@ def test_eviction_removes_the_programs_of_evicted_libraries(entry, monkeypatch):
 def test_a_program_path_others_can_write_is_refused_naming_it(entry, target, mode):
     path = {"bucket": entry.parent, "entry": entry, "json": entry / "program.json"}[target]
     path.chmod(mode)
+    with pytest.raises(CacheError, match=re.escape(str(path))):
+        run_here()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("target", ["entry", "json"])
+def test_a_program_path_owned_by_another_user_is_refused(entry, target):
+    path = {"entry": entry, "json": entry / "program.json"}[target]
+    os.chown(path, 65534, 65534)  # nobody: mode 0o700 does not stop its owner
     with pytest.raises(CacheError, match=re.escape(str(path))):
         run_here()
 

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -36,8 +37,8 @@ from .._version import __version__
 from ..errors import CompilerNotFoundError
 from ..ir.graph import Graph
 from ..ir.printer import format_graph
-from . import cache, declarations, toolchain
-from .cache import CacheWarning, LoadedLibrary
+from . import declarations, entries, toolchain
+from .entries import CacheWarning, LoadedLibrary
 from .toolchain import compiler_identity, default_flags, find_compiler
 
 PROGRAMS = "programs"
@@ -74,7 +75,7 @@ def program_key(graph: Graph, name: str) -> str:
     cc = find_compiler()
     h = hashlib.sha256()
     for part in (__version__, _sources_digest(), name, format_graph(graph), "\0".join(default_flags(cc)),
-                 compiler_identity(cc), cache._cpu_identity(), cache._headers_digest()):
+                 compiler_identity(cc), entries._cpu_identity(), entries._headers_digest()):
         h.update(part.encode() + b"\0\1")
     for array in _arrays(graph):  # the text abbreviates arrays; their bytes decide the program
         h.update(f"{array.dtype.str}{array.shape}".encode())
@@ -114,7 +115,7 @@ def _source_stats(folder: str, relative: str):
 
 def lookup(key: str) -> tuple[LoadedLibrary, ProgramRecord] | None:
     """The library and record published for `key`, loaded; None on a miss (then build it)."""
-    root = cache.cache_root()
+    root = entries.cache_root()
     entry = _entry_dir(root, key)
     if not os.path.lexists(entry):
         return None
@@ -124,7 +125,7 @@ def lookup(key: str) -> tuple[LoadedLibrary, ProgramRecord] | None:
         return None
     if found is not None:
         stats["hits"] += 1
-        cache.stats["disk_hits"] += 1
+        entries.stats["disk_hits"] += 1
     return found
 
 
@@ -142,15 +143,15 @@ def _try_load(root: Path, entry: Path):
     if problem is not None:
         return None, problem
     record = stored.record
-    library_entry = cache._entry_dir(root, record.library_key)
-    if not library_entry.is_dir() or cache._problem(library_entry) is not None:
+    library_entry = entries._entry_dir(root, record.library_key)
+    if not library_entry.is_dir() or entries._problem(library_entry) is not None:
         return None, None
     try:
         ffi = declarations.ffi_from_tables(stored.ffi_tables)
     except Exception as e:  # noqa: BLE001 - tables from another cffi: any failure means rebuild
         return None, f"its cffi tables do not load ({type(e).__name__}: {e})"
     try:
-        library = cache._open_with(ffi, library_entry, record.library_key)
+        library = entries._open_with(ffi, library_entry, record.library_key)
     except OSError:
         return None, None
     return (library, record), None
@@ -163,13 +164,13 @@ class _Stored(NamedTuple):
 
 def _read(entry: Path) -> tuple[_Stored | None, str | None]:
     for path in (entry.parent, entry):
-        cache._check_private(path)
+        entries._check_private(path)
     if not entry.is_dir():
         return None, "it is not a folder"
     path = entry / "program.json"
     if not path.exists():
         return None, "program.json is missing"
-    cache._check_private(path)
+    entries._check_private(path)
     try:
         meta = json.loads(path.read_text())
     except ValueError as e:
@@ -214,6 +215,8 @@ def _remove_broken(root: Path, entry: Path, key: str) -> None:
     """Under the key's lock (one process repairs it), re-check, warn and remove the entry."""
     import filelock
 
+    from . import cache
+
     try:
         with cache._lock(root, key):
             problem = _try_load(root, entry)[1] if os.path.lexists(entry) else None
@@ -234,8 +237,8 @@ def _remove_broken(root: Path, entry: Path, key: str) -> None:
 def publish(key: str, library: LoadedLibrary, cdef: str, hidden: list, errors: list, peak_temp_bytes: int) -> None:
     """Link `key` to the library just built or loaded; best effort (a failure only costs a later
     warm start the full pipeline). Entries are content-addressed: an existing one is kept."""
-    root = cache.cache_root()
-    if Path(library.path).parent != cache._entry_dir(root, library.key):
+    root = entries.cache_root()
+    if Path(library.path).parent != entries._entry_dir(root, library.key):
         return  # the library lives elsewhere (a fallback folder): nothing to link to here
     entry = _entry_dir(root, key)
     if os.path.lexists(entry):
@@ -248,7 +251,7 @@ def publish(key: str, library: LoadedLibrary, cdef: str, hidden: list, errors: l
 
 
 def _write(root: Path, entry: Path, library_key: str, cdef, hidden, errors, peak_temp_bytes) -> None:
-    cache._make_private_dir(root / "tmp")
+    entries._make_private_dir(root / "tmp")
     work = Path(tempfile.mkdtemp(dir=root / "tmp", prefix="program-"))
     try:
         specs = []
@@ -264,21 +267,23 @@ def _write(root: Path, entry: Path, library_key: str, cdef, hidden, errors, peak
         for path in work.iterdir():
             os.chmod(path, 0o600)
         for folder in (root / PROGRAMS, entry.parent):
-            cache._make_private_dir(folder)
+            entries._make_private_dir(folder)
         os.rename(work, entry)  # fails if another process published it first: theirs is the same
     except OSError:
         if not entry.is_dir():
             raise
     finally:
-        cache.shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def prune(root: Path) -> None:
     """Remove program entries whose library is gone (after an eviction)."""
+    from . import cache
+
     for entry in (root / PROGRAMS).glob("??/*"):
         try:
             library_key = json.loads((entry / "program.json").read_text())["library"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # broken entries are repaired when looked up
-        if not cache._entry_dir(root, library_key).exists():
+        if not entries._entry_dir(root, library_key).exists():
             cache._remove_tree(root, entry)

@@ -291,7 +291,7 @@ def build_executable(graph: Graph, name: str = "main", arg_paths: list[str] | No
     A program built before (in any process) is found by the traced graph alone, skipping the
     passes, fusion, code generation and the C parser (compile/programs.py); with
     TRACEJIT_DEBUG >= 2, which prints those stages, the pipeline always runs."""
-    from ..compile import get_or_build, programs
+    from ..compile import programs
 
     key = programs.ready_key(graph, name)
     if key is not None and config.debug_level() < 2:
@@ -304,6 +304,8 @@ def build_executable(graph: Graph, name: str = "main", arg_paths: list[str] | No
         return InterpretedExecutable(optimized, name, _uncompilable(optimized), arg_paths)
     if config.debug_level() >= 2:
         print(f"--- fusion of {name} ---\n{kernel_listing(program)}", file=sys.stderr)
+    from ..compile.cache import get_or_build  # the build side: imported only on a miss
+
     library = get_or_build(program.source, program.cdef)
     programs.publish(key or programs.program_key(graph, name), library, program.cdef, program.hidden,
                      program.errors, program.peak_temp_bytes)
