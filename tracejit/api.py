@@ -7,13 +7,12 @@ compile/cache). Inside another trace a jitted function is simply inlined.
 from __future__ import annotations
 
 import functools
-import logging
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import dump, pytree
+from . import pytree
 from .errors import DTypeError
 from .trace import tracing
 from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
@@ -26,7 +25,6 @@ try:  # the C dispatcher (csrc/dispatch.c): calls matching a compiled signature 
 except ImportError:  # installed without a C compiler or Python headers: every call takes the Python path
     _CallBase = object
 
-log = logging.getLogger("tracejit")
 MANY_SIGNATURES = 8  # warn when a function has been compiled for this many signatures
 
 
@@ -229,6 +227,8 @@ class Jitted(_CallBase):
         compiled = _Compiled(lowered.traced, executable, specs)
         compiled.fast = _fast_entry(key, compiled)
         self._cache[key] = compiled
+        from . import dump  # imported on the first compile: hashlib, json, tempfile stay out of `import tracejit`
+
         dump.record(self, key, lowered)  # TRACEJIT_DUMP / `tracejit dump SCRIPT.py`; no-op otherwise
         return compiled
 
@@ -237,7 +237,9 @@ class Jitted(_CallBase):
             return
         previous = next(reversed(self._cache))
         change = _describe_change(previous, key, self._paths(args, kwargs))
-        log.info("tracejit: recompiling %s: %s", self.__name__, change)
+        import logging
+
+        logging.getLogger("tracejit").info("tracejit: recompiling %s: %s", self.__name__, change)
         if len(self._cache) + 1 == MANY_SIGNATURES:
             warnings.warn(
                 f"tracejit: {self.__name__} has been compiled for {MANY_SIGNATURES} different signatures "
