@@ -1,6 +1,7 @@
 """Typed errors. Each names what went wrong, where (the user's file:line) and what to do."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -8,6 +9,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _NUMPY_DIR = None
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every frame of every traced op: abspath per call adds up
 def _is_internal(filename: str) -> bool:
     global _NUMPY_DIR
     if _NUMPY_DIR is None:
