@@ -18,6 +18,7 @@ import pytest
 
 import tracejit as tj
 from tracejit.errors import DTypeError
+from probes import rss_kb, run_threads
 
 try:
     from tracejit import _dispatch
@@ -285,31 +286,15 @@ def test_threads_share_one_jitted_function_and_its_workspace(rng, cols):
     assert executable.peak_temp_bytes > 0  # a workspace the threads must take turns on
     assert executable._release_gil == (cols == 512)
     f(xs[0])
-    errors = []
 
     def work(k):
-        try:
-            for n in range(200):
-                x = xs[(k + n) % 4]
-                arg = x if k % 2 == 0 else np.asfortranarray(x)  # odd threads take the Python path
-                np.testing.assert_allclose(f(arg), wants[(k + n) % 4], rtol=1e-5, atol=1e-7)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for n in range(200):
+            x = xs[(k + n) % 4]
+            arg = x if k % 2 == 0 else np.asfortranarray(x)  # odd threads take the Python path
+            np.testing.assert_allclose(f(arg), wants[(k + n) % 4], rtol=1e-5, atol=1e-7)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_threads(work, 4)
     assert not errors, errors[0]
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 @needs_c
@@ -333,9 +318,9 @@ def test_100k_fast_calls_do_not_grow_memory():
             except IndexError:
                 pass
     calls(2_000)
-    before = _rss_kb()
+    before = rss_kb()
     calls(100_000)
-    after = _rss_kb()
+    after = rss_kb()
     assert after - before <= 2_048, (before, after)  # one leaked 64-byte object per call: ~20 MB
 
 

@@ -18,6 +18,7 @@ import pytest
 
 import tracejit as tj
 import tracejit.runtime.executable  # noqa: F401  (sets the pool's cap from TRACEJIT_POOL_BYTES on import)
+from probes import run_threads
 
 try:
     from tracejit import _dispatch
@@ -254,25 +255,16 @@ def test_threads_never_share_a_block(rng):
     as one thread's values in another's array."""
     f = tj.jit(lambda x, k: x * 0 + k)
     x = rng.standard_normal(N).astype(np.float32)
-    errors = []
 
     def work(k):
-        try:
-            for i in range(40):
-                keep = [f(x, np.float32(k)), _dispatch.pooled_empty((N + 4096 * (i % 3),), np.float32)]
-                keep[1].fill(k)
-                for a in keep:
-                    if not (a[:: 4096] == k).all():
-                        errors.append(k)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for i in range(40):
+            keep = [f(x, np.float32(k)), _dispatch.pooled_empty((N + 4096 * (i % 3),), np.float32)]
+            keep[1].fill(k)
+            for a in keep:
+                assert (a[:: 4096] == k).all(), f"thread {k} sees another thread's values"
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    errors = run_threads(work, 4)
+    assert not errors, errors[0]
     stats = _dispatch.pool_stats()
     assert stats["hits"] > 0 and stats["cached_bytes"] <= 64 * MiB
 

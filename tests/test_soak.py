@@ -8,11 +8,11 @@ several megabytes, far beyond the slack allowed.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 import tracejit as tj
+from probes import open_fds, rss_kb
 
 CALLS = 100_000
 WARMUP = 2_000
@@ -31,18 +31,6 @@ def loss_fn(p, x, y):
 def train_step(p, x, y, lr):
     loss, grads = tj.value_and_grad(loss_fn)(p, x, y)
     return {k: p[k] - lr * grads[k] for k in p}, loss
-
-
-def rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_100k_training_steps_do_not_grow_memory_or_open_files():
