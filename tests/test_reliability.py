@@ -503,8 +503,10 @@ def logging_cc(tmp_path, monkeypatch):
 
 
 def builds_logged(log: Path) -> int:
-    """Library builds in the wrapper's log (the --version and OpenMP probes are not builds)."""
-    return sum("/build-" in line for line in log.read_text().splitlines()) if log.exists() else 0
+    """Library builds in the wrapper's log (the --version and OpenMP probes are not builds; a
+    program of two translation units is built by two `-c` compiles and one link: the link counts)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum("/build-" in line and not line.startswith("-c ") for line in lines)
 
 
 def cache_dir() -> Path:

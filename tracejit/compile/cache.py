@@ -34,7 +34,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 from .. import config
 from .._version import __version__
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 # together ~25 ms that a warm process loading through programs.py never pays.
 
 LOCK_TIMEOUT_S = 600
+Sources = str | Sequence[str]  # one C text, or the translation units of one library
 _loaded: dict[tuple[str, str], "LoadedLibrary"] = {}
 
 
@@ -77,12 +78,26 @@ class CacheEntry(NamedTuple):
 
 # ---------------------------------------------------------------------------- the key
 
-def cache_key(c_source: str, flags: list[str], compiler_identity: str) -> str:
-    """sha256 over everything that decides the binary."""
+def cache_key(c_source: Sources, flags: list[str], compiler_identity: str) -> str:
+    """sha256 over everything that decides the binary (a program of one unit: the same key as its text)."""
     h = hashlib.sha256()
-    for part in (c_source, "\0".join(flags), compiler_identity, __version__, _cpu_identity(), _headers_digest()):
+    for part in (_joined(c_source), "\0".join(flags), compiler_identity, __version__, _cpu_identity(),
+                 _headers_digest()):
         h.update(part.encode() + b"\0\1")
     return h.hexdigest()
+
+
+def _joined(c_source: Sources) -> str:
+    return c_source if isinstance(c_source, str) else "\0unit\0".join(c_source)
+
+
+def _units(c_source: Sources) -> list[str]:
+    return [c_source] if isinstance(c_source, str) else list(c_source)
+
+
+def _source_names(count: int) -> list[str]:
+    """The C files of an entry: source.c, then source-2.c, ... for further translation units."""
+    return ["source.c"] + [f"source-{n}.c" for n in range(2, count + 1)]
 
 
 # ------------------------------------------------------------------- folders and safety
@@ -105,9 +120,10 @@ def _open(entry: Path, key: str, cdef: str) -> LoadedLibrary:
     return _open_with(declarations.parsed_ffi(cdef), entry, key)
 
 
-def _build(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]) -> None:
-    """Compile into a private temp folder, then rename it into place as one finished entry.
-    While the compiler runs, parse the cdef (for loading it next; programs.py's tables too)."""
+def _build(root: Path, key: str, c_source: Sources, cdef: str, cc: str, flags: list[str]) -> None:
+    """Compile into a private temp folder, then rename it into place as one finished entry (the C
+    of each translation unit beside the library). While the compiler runs, parse the cdef (for
+    loading it next; programs.py's tables too)."""
     tmp_root = root / "tmp"
     _make_private_dir(tmp_root)
     work = Path(tempfile.mkdtemp(dir=tmp_root, prefix="build-"))
@@ -116,11 +132,15 @@ def _build(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[
                             while_compiling=lambda: declarations.ffi_tables(cdef))
         stats["compiles"] += 1
         os.replace(so, work / "lib.so")
-        os.replace(work / f"{key}.c", work / "source.c")
+        sources = _source_names(len(_units(c_source)))
+        for n, source in enumerate(sources):
+            os.replace(work / (f"{key}.c" if n == 0 else f"{key}-{n + 1}.c"), work / source)
+        for leftover in work.glob(f"{key}*.o"):
+            leftover.unlink()
         meta = {"key": key, "checksum": _sha256_file(work / "lib.so"), "version": __version__,
                 "created": time.time(), "compiler": compiler_identity(cc), "flags": flags}
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
-        for name in ("lib.so", "source.c", "meta.json"):
+        for name in ("lib.so", "meta.json", *sources):
             os.chmod(work / name, 0o600)
         _make_private_dir(_entry_dir(root, key).parent)
         os.rename(work, _entry_dir(root, key))
@@ -156,7 +176,8 @@ def _load_fresh(entry: Path, key: str, cdef: str) -> LoadedLibrary:
                            c_file=str(entry / "source.c")) from e
 
 
-def _load_or_build_locked(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]) -> LoadedLibrary:
+def _load_or_build_locked(root: Path, key: str, c_source: Sources, cdef: str, cc: str,
+                          flags: list[str]) -> LoadedLibrary:
     """Under the key's lock: reuse what another process built meanwhile, else repair and build."""
     import filelock
 
@@ -182,8 +203,9 @@ def _load_or_build_locked(root: Path, key: str, c_source: str, cdef: str, cc: st
     return library
 
 
-def get_or_build(c_source: str, cdef: str) -> LoadedLibrary:
-    """The library compiled from `c_source`, loaded with the declarations `cdef`.
+def get_or_build(c_source: Sources, cdef: str) -> LoadedLibrary:
+    """The library compiled from `c_source` (one C text, or a list of translation units linked
+    into one library: codegen/c_program.split_kernels), loaded with the declarations `cdef`.
 
     Lookup order: this process's memory, the disk cache (checksum verified, no lock
     taken), then a build under the key's lock.
@@ -205,7 +227,7 @@ def get_or_build(c_source: str, cdef: str) -> LoadedLibrary:
     return library
 
 
-def _build_here_or_in_a_fallback(root: Path, key: str, c_source: str, cdef: str, cc: str, flags: list[str]):
+def _build_here_or_in_a_fallback(root: Path, key: str, c_source: Sources, cdef: str, cc: str, flags: list[str]):
     """Build in the cache folder; if it cannot hold the library (full disk, quota, a mount that
     is read-only or noexec), build in a temporary folder used for the rest of this process."""
     try:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .. import config
 from ..errors import CompileError, CompilerNotFoundError
@@ -218,18 +218,29 @@ def default_flags(cc: str | None = None) -> list[str]:
     purely elementwise kernel does not load OpenBLAS (and start its threads) on dlopen.
     """
     cc = cc or find_compiler()
-    return list(_flags(cc, config.sanitize(), tuple(config.extra_cflags())))
+    return list(_flags(cc, config.sanitize(), tuple(config.extra_cflags()), _numpy_has_blas()))
+
+
+def _numpy_has_blas() -> bool:
+    """Whether numpy's own OpenBLAS is there for the generated gemms (runtime/blas.py). Then the
+    scipy-openblas32 fallback is compiled out (TJ_NUMPY_BLAS) and not linked: linking it cost
+    ~10 ms of each build, and loading it started a second, idle OpenBLAS thread pool."""
+    from ..runtime.blas import numpy_blas64
+
+    return numpy_blas64() is not None
 
 
 @functools.lru_cache(maxsize=64)
-def _flags(cc: str, sanitize: bool, extra: tuple[str, ...]) -> tuple[str, ...]:
+def _flags(cc: str, sanitize: bool, extra: tuple[str, ...], numpy_blas: bool) -> tuple[str, ...]:
     flags = list(BASE_FLAGS) + BUILD_FLAGS
     if supports_openmp(cc):
         flags.append("-fopenmp")
     if sanitize:
         flags += SANITIZE_FLAGS
     flags.append(f"-I{config.csrc_dir()}")
-    blas = _openblas_dirs()
+    blas = None if numpy_blas else _openblas_dirs()
+    if numpy_blas:
+        flags.append("-DTJ_NUMPY_BLAS")
     if blas:
         flags.append(f"-I{blas[0]}")
     flags += extra
@@ -240,47 +251,78 @@ def _flags(cc: str, sanitize: bool, extra: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def compile_shared(c_source: str, workdir: Path, name: str, *, cc: str | None = None,
+def compile_shared(c_source: str | Sequence[str], workdir: Path, name: str, *, cc: str | None = None,
                    flags: list[str] | None = None, failed_dir: Path | None = None,
                    while_compiling: Callable[[], object] | None = None) -> Path:
     """Write `<workdir>/<name>.c`, compile it to `<workdir>/<name>.so`, return the .so path.
 
+    `c_source` may be several translation units (a list): they are written to `<name>.c`,
+    `<name>-2.c`, ..., compiled to objects at the same time (one compiler per core) and linked
+    into the one library, all with the same flags.
     `while_compiling` runs in this process while the compiler runs in its own (work the caller
     needs next, such as parsing the library's cdef, then costs nothing on 2 cores).
     On failure raise CompileError with the command, the compiler's output and the path of
-    the C file, copied to `failed_dir` (if given) so it outlives the work directory.
+    the C file that failed, copied to `failed_dir` (if given) so it outlives the work directory.
     """
-    import subprocess
-
     cc = cc or find_compiler()
     flags = default_flags(cc) if flags is None else flags
     workdir = Path(workdir)
-    c_file, so_file = workdir / f"{name}.c", workdir / f"{name}.so"
-    c_file.write_text(c_source)
-    command = [*_argv(cc), str(c_file), "-o", str(so_file), *flags]
+    units = [c_source] if isinstance(c_source, str) else list(c_source)
+    c_files = [workdir / f"{name}{'' if n == 0 else f'-{n + 1}'}.c" for n in range(len(units))]
+    so_file = workdir / f"{name}.so"
+    for c_file, text in zip(c_files, units):
+        c_file.write_text(text)
+    if len(units) == 1:
+        commands = [[*_argv(cc), str(c_files[0]), "-o", str(so_file), *flags]]
+    else:
+        objects = [c_file.with_suffix(".o") for c_file in c_files]
+        commands = [[*_argv(cc), "-c", str(c), "-o", str(o), *flags] for c, o in zip(c_files, objects)]
     if config.debug_level() >= 3:
-        print(f"[tracejit] {shlex.join(command)}\n{c_source}", file=sys.stderr)
-    try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    except OSError as e:
-        raise CompilerNotFoundError(f"Could not run the C compiler {cc!r}: {e}. Set TRACEJIT_CC to a working compiler.") from e
-    with proc:
-        try:
-            if while_compiling is not None:
-                while_compiling()
-            stdout, stderr = proc.communicate(timeout=600)
-        except subprocess.TimeoutExpired as e:
-            proc.kill()
-            raise CompileError("The C compiler ran for more than 10 minutes and was stopped.", command=command,
-                               c_file=str(_keep_failed(c_file, failed_dir))) from e
-        except BaseException:
-            proc.kill()
-            raise
-    if proc.returncode != 0 or not so_file.exists():
-        kept = _keep_failed(c_file, failed_dir)
-        raise CompileError(f"The C compiler failed (exit status {proc.returncode}) on generated code.",
-                           command=command, output=stderr + stdout, c_file=str(kept))
+        for command, text in zip(commands, units):
+            print(f"[tracejit] {shlex.join(command)}\n{text}", file=sys.stderr)
+    _run_compilers(commands, c_files, cc, failed_dir, while_compiling)
+    if len(units) > 1:
+        link = [*_argv(cc), *map(str, objects), "-o", str(so_file), *flags]
+        _run_compilers([link], c_files, cc, failed_dir, None)
+    if not so_file.exists():
+        raise CompileError("The C compiler reported success but wrote no library.", command=commands[-1],
+                           c_file=str(_keep_failed(c_files[0], failed_dir)))
     return so_file
+
+
+def _run_compilers(commands: list[list[str]], c_files: list[Path], cc: str, failed_dir: Path | None,
+                   while_compiling: Callable[[], object] | None) -> None:
+    """Run the commands at once (command n compiles c_files[n]; a single link command reports
+    the first file); raise CompileError for the first that fails."""
+    import subprocess
+
+    procs = []
+    try:
+        for command in commands:
+            try:
+                procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            except OSError as e:
+                raise CompilerNotFoundError(f"Could not run the C compiler {cc!r}: {e}. Set TRACEJIT_CC to a "
+                                            "working compiler.") from e
+        if while_compiling is not None:
+            while_compiling()
+        outputs = []
+        for proc, command, c_file in zip(procs, commands, c_files):
+            try:
+                outputs.append(proc.communicate(timeout=600))
+            except subprocess.TimeoutExpired as e:
+                raise CompileError("The C compiler ran for more than 10 minutes and was stopped.", command=command,
+                                   c_file=str(_keep_failed(c_file, failed_dir))) from e
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        raise
+    for proc, command, c_file, (stdout, stderr) in zip(procs, commands, c_files, outputs):
+        if proc.returncode != 0:
+            kept = _keep_failed(c_file, failed_dir)
+            raise CompileError(f"The C compiler failed (exit status {proc.returncode}) on generated code.",
+                               command=command, output=stderr + stdout, c_file=str(kept))
 
 
 def _keep_failed(c_file: Path, failed_dir: Path | None) -> Path:

@@ -306,7 +306,7 @@ def build_executable(graph: Graph, name: str = "main", arg_paths: list[str] | No
         print(f"--- fusion of {name} ---\n{kernel_listing(program)}", file=sys.stderr)
     from ..compile.cache import get_or_build  # the build side: imported only on a miss
 
-    library = get_or_build(program.source, program.cdef)
+    library = get_or_build(program.units, program.cdef)
     programs.publish(key or programs.program_key(graph, name), library, program.cdef, program.hidden,
                      program.errors, program.peak_temp_bytes)
     return Executable(optimized, kernel_graph, program, library, name, arg_paths)
@@ -367,7 +367,7 @@ def _check_same_library(program, library) -> None:
     from ..compile import cache, toolchain
 
     cc = toolchain.find_compiler()
-    if cache.cache_key(program.source, toolchain.default_flags(cc), toolchain.compiler_identity(cc)) != library.key:
+    if cache.cache_key(program.units, toolchain.default_flags(cc), toolchain.compiler_identity(cc)) != library.key:
         warnings.warn(f"tracejit: the C source regenerated for {library.path} differs from the one it was built "
                       "from (a nondeterministic pass?); .c_source and .ir may not describe the loaded code.",
                       cache.CacheWarning, stacklevel=4)
