@@ -67,6 +67,43 @@ def test_pytrees_in_and_out():
     assert out["tuple"][0].dtype == np.float32
 
 
+PYTREES = [
+    {"a": np.ones(2), "b": (np.zeros(1), None, [1.0, 2])},
+    ({"a": np.ones(2)}, [np.zeros(3)], 0.5),
+    [None, (), {}, np.float32(1)],
+    {"a": {"b": {"c": np.ones(1)}}},
+]
+
+
+@pytest.mark.parametrize("tree", PYTREES)
+def test_flatten_as_matches_flatten_on_the_same_structure(tree):
+    leaves, treedef = pytree.flatten(tree)
+    again = pytree.flatten_as(tree, treedef)
+    assert again is not None and len(again) == len(leaves) and all(a is b for a, b in zip(again, leaves))
+
+
+@pytest.mark.parametrize("tree, other", [
+    ({"a": np.ones(2)}, {"b": np.ones(2)}),          # other key
+    ({"a": np.ones(2)}, {"a": np.ones(2), "b": 1}),   # extra key
+    ((np.ones(2), 1), [np.ones(2), 1]),               # tuple vs list
+    ((np.ones(2), 1), (np.ones(2),)),                 # length
+    ((np.ones(2), None), (np.ones(2), np.ones(1))),   # None vs leaf
+    ((np.ones(2), np.ones(1)), (np.ones(2), (np.ones(1),))),  # leaf vs subtree
+])
+def test_flatten_as_refuses_another_structure(tree, other):
+    assert pytree.flatten_as(other, pytree.flatten(tree)[1]) is None
+
+
+def test_a_changed_argument_structure_retraces_with_the_new_one():
+    f = tj.jit(lambda t: sum(v.sum() for v in t.values()) if isinstance(t, dict) else t[0].sum())
+    a, b = np.ones(3, np.float32), np.full(2, 2.0, np.float32)
+    assert f({"a": a, "b": b}) == 7.0
+    assert f({"a": a, "c": b}) == 7.0
+    assert f({"a": a}) == 3.0
+    assert f((b,)) == 4.0
+    assert f({"a": a, "b": b}) == 7.0
+
+
 @pytest.mark.parametrize("other", [0.5, 2, np.float32(0.5), np.float64(0.5), np.array(0.5)])
 def test_dtypes_follow_numpy_promotion(other):
     x = np.linspace(0, 1, 4).astype(np.float32)

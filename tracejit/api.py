@@ -31,6 +31,8 @@ MANY_SIGNATURES = 8  # warn when a function has been compiled for this many sign
 # ---- signatures ---------------------------------------------------------------------------
 def _split_static(args, kwargs, static_argnums, static_argnames):
     """(dynamic args with statics removed, dynamic kwargs, hashable static part)."""
+    if not static_argnums and not static_argnames:  # the common case, on every call of the Python path
+        return args, kwargs, ()
     nums = {n % len(args) if n < 0 else n for n in static_argnums if -len(args) <= n < len(args)}
     static = tuple((n, args[n]) for n in sorted(nums)) + tuple(
         (k, kwargs[k]) for k in sorted(kwargs) if k in static_argnames
@@ -172,6 +174,7 @@ class Jitted(_CallBase):
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         self._cache: dict = {}
+        self._last_treedef = None  # argument structure of the previous call: checked before flattening anew
 
     def __get__(self, obj, objtype=None):  # usable on methods
         return self if obj is None else functools.partial(self, obj)
@@ -180,7 +183,7 @@ class Jitted(_CallBase):
         if is_tracing():
             return self.fun(*args, **kwargs)
         dyn_args, dyn_kwargs, static = _split_static(args, kwargs, self.static_argnums, self.static_argnames)
-        leaves, treedef = pytree.flatten((dyn_args, dyn_kwargs))
+        leaves, treedef = self._flatten_arguments((dyn_args, dyn_kwargs))
         try:
             key = (treedef, tuple(map(_leaf_spec, leaves)), static)
         except DTypeError as e:
@@ -191,6 +194,16 @@ class Jitted(_CallBase):
         if compiled.fast is not None:
             self._fast_add(compiled.fast)  # the next such call runs in C
         return compiled(leaves)
+
+    def _flatten_arguments(self, tree) -> tuple[list, "pytree.TreeDef"]:
+        """Leaves and structure; a training loop passes the same structure every call, so matching
+        the previous one (no TreeDef built) is tried first."""
+        treedef = self._last_treedef
+        leaves = pytree.flatten_as(tree, treedef) if treedef is not None else None
+        if leaves is None:
+            leaves, treedef = pytree.flatten(tree)
+            self._last_treedef = treedef
+        return leaves, treedef
 
     if _CallBase is object:  # no C dispatcher: this is the call
         __call__ = _call_python

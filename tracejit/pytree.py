@@ -1,17 +1,32 @@
 """Flatten and unflatten pytrees: nested dict / list / tuple / None with array or scalar leaves."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 
-@dataclass(frozen=True)
+
 class TreeDef:
-    """Hashable structure of a pytree. kind is 'leaf', 'none', 'tuple', 'list' or 'dict'."""
+    """Hashable structure of a pytree. kind is 'leaf', 'none', 'tuple', 'list' or 'dict'; `keys` are
+    a dict's keys, sorted, as in JAX. Immutable by convention; the hash is computed once, because
+    every jitted call looks its signature (which holds a TreeDef) up in a dict."""
 
-    kind: str
-    children: tuple = ()
-    keys: tuple = ()  # dict keys, sorted, as in JAX
+    __slots__ = ("kind", "children", "keys", "_hash")
+
+    def __init__(self, kind: str, children: tuple = (), keys: tuple = ()):
+        self.kind = kind
+        self.children = children
+        self.keys = keys
+        self._hash = hash((kind, children, keys))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if self is other:
+            return True
+        return (isinstance(other, TreeDef) and self._hash == other._hash and self.kind == other.kind
+                and self.keys == other.keys and self.children == other.children)
 
     @property
     def num_leaves(self) -> int:
@@ -41,6 +56,9 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
 
 
 def _flatten_into(tree, leaves: list) -> TreeDef:
+    if type(tree) is np.ndarray:  # the common leaf first
+        leaves.append(tree)
+        return LEAF
     if tree is None:
         return NONE
     if isinstance(tree, dict):
@@ -51,6 +69,41 @@ def _flatten_into(tree, leaves: list) -> TreeDef:
         return TreeDef(kind, tuple(_flatten_into(x, leaves) for x in tree))
     leaves.append(tree)
     return LEAF
+
+
+def flatten_as(tree: Any, treedef: TreeDef) -> list | None:
+    """The leaves of `tree` if it has exactly the structure `treedef`, else None. Cheaper than
+    flatten (no TreeDef is built): a jitted call first tries the structure of its previous call."""
+    leaves: list = []
+    return leaves if _match_into(tree, treedef, leaves) else None
+
+
+def _match_into(tree, treedef: TreeDef, leaves: list) -> bool:
+    kind = treedef.kind
+    if kind == "leaf":
+        if type(tree) is np.ndarray:
+            leaves.append(tree)
+            return True
+        if tree is None or isinstance(tree, (dict, list)) or (isinstance(tree, tuple) and not _is_namedtuple(tree)):
+            return False
+        leaves.append(tree)
+        return True
+    if kind == "none":
+        return tree is None
+    if kind == "dict":
+        if not isinstance(tree, dict) or len(tree) != len(treedef.keys):
+            return False
+        for key, child in zip(treedef.keys, treedef.children):
+            if key not in tree or not _match_into(tree[key], child, leaves):
+                return False
+        return True
+    expected = tuple if kind == "tuple" else list
+    if not isinstance(tree, expected) or _is_namedtuple(tree) or len(tree) != len(treedef.children):
+        return False
+    for item, child in zip(tree, treedef.children):
+        if not _match_into(item, child, leaves):
+            return False
+    return True
 
 
 def _is_namedtuple(x) -> bool:
