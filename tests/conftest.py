@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own disk cache and a seeded random generator."""
+"""Shared fixtures: every test gets its own disk cache; a seeded random generator; a logging compiler."""
 import numpy as np
 import pytest
 
@@ -12,3 +12,15 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def logging_cc(tmp_path, monkeypatch):
+    """A compiler wrapper that logs each command line, then runs gcc (count builds with
+    probes.builds_logged)."""
+    log = tmp_path / "cc.log"
+    script = tmp_path / "logcc"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec gcc "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("TRACEJIT_CC", str(script))
+    return log

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 
 def rss_kb() -> int:
@@ -34,3 +35,11 @@ def run_threads(work, n: int, with_index: bool = True) -> list:
     for t in threads:
         t.join()
     return errors
+
+
+def builds_logged(log: Path) -> int:
+    """Library builds in the logging_cc wrapper's log (the --version and OpenMP probes are not
+    builds; a program of two translation units is built by two `-c` compiles and one link: the
+    link counts)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum("/build-" in line and not line.startswith("-c ") for line in lines)

@@ -17,6 +17,7 @@ import pytest
 from tracejit.compile import cache, get_or_build, toolchain
 from tracejit.compile.cache import CacheWarning
 from tracejit.errors import CacheError, CompileError, CompilerNotFoundError
+from probes import builds_logged
 
 SRC = '#include "tracejit.h"\ndouble tj_add(double a, double b) { return a + b; }\n'
 CDEF = "double tj_add(double a, double b);"
@@ -35,23 +36,6 @@ def fresh_process_state():
     """Forget libraries loaded and counts made by earlier tests (the cache dir is per test)."""
     cache._loaded.clear()
     cache.stats.update(dict.fromkeys(cache.stats, 0))
-
-
-@pytest.fixture
-def logging_cc(tmp_path, monkeypatch):
-    """A compiler wrapper that records each invocation's arguments, then runs gcc."""
-    log = tmp_path / "cc.log"
-    script = tmp_path / "logcc"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec gcc "$@"\n')
-    script.chmod(0o755)
-    monkeypatch.setenv("TRACEJIT_CC", str(script))
-    return log
-
-
-def _compiles_logged(log: Path) -> int:
-    """Real builds in the wrapper's log (probes of --version and OpenMP are not builds)."""
-    lines = log.read_text().splitlines() if log.exists() else []
-    return sum("/build-" in line for line in lines)
 
 
 def _run_child(**extra_env) -> dict:
@@ -118,7 +102,7 @@ def test_concurrent_processes_compile_once(logging_cc):
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err
         assert json.loads(out.strip().splitlines()[-1])["result"] == 5.5
-    assert _compiles_logged(logging_cc) == 1
+    assert builds_logged(logging_cc) == 1
 
 
 def _truncate(entry):

@@ -33,6 +33,7 @@ from tracejit import pytree
 from tracejit.compile import cache
 from tracejit.compile.cache import CacheWarning
 from tracejit.errors import CacheError, DTypeError, ShapeError
+from probes import builds_logged
 
 REPO = Path(__file__).resolve().parent.parent
 F32, F64 = np.float32, np.float64
@@ -489,24 +490,6 @@ def fresh_cache_state():
     cache._loaded.clear()
     cache._fallback_roots.clear()
     cache.stats.update(dict.fromkeys(cache.stats, 0))
-
-
-@pytest.fixture
-def logging_cc(tmp_path, monkeypatch):
-    """A compiler wrapper that logs each command line, then runs gcc."""
-    log = tmp_path / "cc.log"
-    script = tmp_path / "logcc"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec gcc "$@"\n')
-    script.chmod(0o755)
-    monkeypatch.setenv("TRACEJIT_CC", str(script))
-    return log
-
-
-def builds_logged(log: Path) -> int:
-    """Library builds in the wrapper's log (the --version and OpenMP probes are not builds; a
-    program of two translation units is built by two `-c` compiles and one link: the link counts)."""
-    lines = log.read_text().splitlines() if log.exists() else []
-    return sum("/build-" in line and not line.startswith("-c ") for line in lines)
 
 
 def cache_dir() -> Path:
