@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError, UnsupportedOperation, user_location, user_location_long
-from ..ops.shape_util import broadcast_shapes, normalize_axes, size_of
+from ..ops.shape_util import normalize_axes, size_of
 
 UFUNC_PRIMS = {
     np.add: "add", np.subtract: "subtract", np.multiply: "multiply", np.true_divide: "divide",
@@ -84,7 +84,7 @@ def _weak_descriptor(x):
 
 def _value(x, dtype=None):
     """x as a Value of the current trace, cast to `dtype` if given."""
-    from .tracer import Tracer, to_value
+    from .tracer import to_value
 
     if dtype is not None and not _is_tracer(x):
         if isinstance(x, (np.ndarray, np.generic)) or _is_weak(x):
