@@ -33,3 +33,25 @@ def test_num_threads_also_sizes_numpys_blas_pool():
     assert run_child("1") == 1
     if default > 1:  # unset: OpenBLAS keeps its own default
         assert run_child(str(default)) == default
+
+
+# ---- how OpenMP workers wait between loops (runtime/executable.py) -------------------------------
+WAIT_CHILD = "import os, tracejit.runtime.executable; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+
+
+def openmp_waiting(**user_env):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user_env)
+    proc = subprocess.run([sys.executable, "-c", WAIT_CHILD], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(proc.stdout.split())
+
+
+@pytest.mark.parametrize("user_env, expected", [
+    ({}, ("PASSIVE", "300")),  # a short spin for libgomp, no spin for other runtimes
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "None")),  # the user asked for no spin
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", "None")),
+    ({"GOMP_SPINCOUNT": "5000"}, ("PASSIVE", "5000")),
+])
+def test_openmp_wait_defaults_leave_what_the_user_set(user_env, expected):
+    assert openmp_waiting(**user_env) == expected

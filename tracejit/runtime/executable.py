@@ -37,14 +37,24 @@ if TYPE_CHECKING:  # the pipeline is imported when it runs: a program found by i
 
 ALIGNMENT = 64  # bytes; codegen/c_program.py plans workspace offsets in multiples of it (a test checks)
 
-# OpenMP worker threads that spin after a parallel loop steal the cores numpy's BLAS threads
-# (and ours, through numpy's BLAS) need next; sleeping at once costs a few microseconds per
-# loop (loops go parallel only above ~100k elements). Measured on 2 busy cores: W2a 7.8 ->
-# 2.7 ms, W2b 5.4 -> 2.6 ms. A short spin first (GOMP_SPINCOUNT 1000, 10000, 100000) was
-# tried too and lost on the shared cores: W1 n=100k 94 -> 145 us, W3 0.5 -> 0.75-4.6 ms; the
-# wake-up delay is absorbed instead by dynamic chunks (codegen/c_exprs.dynamic_schedule).
-# libgomp reads this when the first generated library loads it; a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP workers: how long they spin after a parallel loop before sleeping. Spinning long
+# steals the cores numpy's BLAS threads (and ours, through numpy's BLAS) need next: with
+# GOMP_SPINCOUNT 30000 a jitted call followed by a numpy matmul took 1.8 ms instead of 0.3 ms.
+# Sleeping at once costs a wake-up of 20-30 us on this kind of VM at every parallel loop, so a
+# loop of calls on 100k elements ran on one core (W1 n=100k: 82 us, 55 us with a spin).
+# A short spin (GOMP_SPINCOUNT 300, a few microseconds) covers the gap between back-to-back
+# calls and keeps the cost to a BLAS call that follows small. PASSIVE stays for other OpenMP
+# runtimes (clang's libomp would otherwise spin for 200 ms); libgomp lets GOMP_SPINCOUNT
+# override it. Measurements: python benchmarks/run.py, 2026-11-27. Whatever the user set wins.
+# libgomp reads these when the first generated library loads it.
+def _default_openmp_waiting() -> None:
+    user_set = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not user_set:
+        os.environ["GOMP_SPINCOUNT"] = "300"
+
+
+_default_openmp_waiting()
 
 _MISSING = object()  # default of each argument of the generated call: a missing one reaches _convert
 
