@@ -139,7 +139,7 @@ def generate(kg: KernelGraph, name: str = "main") -> Program:
     for v in list(kg.graph.inputs) + list(kg.outputs):
         names.buffer(v)
     errors: list[str] = []
-    ctx = KernelContext(names, kg.views, producer, errors, kg.graph.uses())
+    ctx = KernelContext(names, kg.views, producer, errors)
     texts, infos = [], []
     for n, kernel in enumerate(kg.kernels):
         kname = kernel_name(n, kernel_ops(kernel))
@@ -242,8 +242,7 @@ def _exported(kernel) -> tuple[str, str]:
 
 
 def _stored_by(kernel, text) -> list:
-    """The storage a kernel writes: its stores, and the products of its gemms that get a buffer
-    (a gemm that updates its destination in place, see c_kernel.GemmUpdate, writes none)."""
+    """The storage a kernel writes: its stores, and the products of its gemms that get a buffer."""
     stored = [d for d, _ in kernel.stores]
     return stored + [p for p in (m.nodes[0].out for m in kernel.matmuls) if p in text.params and p not in stored]
 
