@@ -717,7 +717,8 @@ def test_file_names_and_c_source_do_not_take_user_text(tmp_path):
 def test_size_cap_evicts_least_recently_used_jit_libraries(copied_cache, monkeypatch):
     entry, other = copied_cache
     os.utime(other, (1, 1))  # `other` is the least recently used
-    monkeypatch.setenv("TRACEJIT_CACHE_MAX_BYTES", str(cache._entry_size(entry) + cache._entry_size(other) + 1))
+    sizes = {e.path: e.size for e in cache.list_entries(cache_dir())}  # each with its programs
+    monkeypatch.setenv("TRACEJIT_CACHE_MAX_BYTES", str(sizes[entry] + sizes[other] + 1))
     f = tj.jit(lambda x: np.sin(x) * 3)
     x = np.linspace(-1, 1, 7).astype(F32)
     np.testing.assert_allclose(f(x), np.sin(x) * 3, rtol=1e-6)
@@ -725,6 +726,33 @@ def test_size_cap_evicts_least_recently_used_jit_libraries(copied_cache, monkeyp
     cache.stats.update(dict.fromkeys(cache.stats, 0))
     run_step_here()  # the survivor still loads
     assert cache.stats["compiles"] == 0
+
+
+def scale_by_table(x):
+    return x * TABLE  # TABLE is large: it is passed by pointer and stored in the program entry
+
+
+TABLE = np.random.default_rng(3).standard_normal(100_000).astype(F32)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_size_cap_counts_program_entries_with_their_library(monkeypatch):
+    x = np.ones(TABLE.size, F32)
+    np.testing.assert_array_equal(tj.jit(scale_by_table)(x), scale_by_table(x))
+    (entry,) = cache.list_entries(cache_dir())
+    program_bytes = folder_bytes(cache_dir() / "programs")
+    assert program_bytes > TABLE.nbytes
+    assert entry.size == cache._entry_size(entry.path) + program_bytes
+    assert cache.info()["bytes"] == entry.size
+    # a cap that the first library fills with its program: the next build evicts both
+    monkeypatch.setenv("TRACEJIT_CACHE_MAX_BYTES", str(entry.size))
+    os.utime(entry.path, (1, 1))
+    np.testing.assert_allclose(tj.jit(lambda x: np.sin(x) * 3)(x[:7]), np.sin(x[:7]) * 3, rtol=1e-6)
+    assert not entry.path.exists()
+    assert folder_bytes(cache_dir() / "programs") < TABLE.nbytes  # the table's program went with it
 
 
 def _unshare_available() -> str | None:

@@ -258,13 +258,18 @@ def _entry_size(entry: Path) -> int:
 
 
 def list_entries(root: Path | None = None) -> list[CacheEntry]:
-    """Every entry in the cache, least recently used first."""
+    """Every library entry in the cache, least recently used first. Its size includes the
+    program entries linked to it (programs.py), which are removed with it."""
+    from .programs import bytes_by_library
+
     root = root or cache_root()
+    linked = bytes_by_library(root)
     entries = []
     for entry in root.glob("??/*"):
         if entry.is_dir() and len(entry.name) == 64:
             try:
-                entries.append(CacheEntry(entry.name, entry, _entry_size(entry), entry.stat().st_mtime))
+                size = _entry_size(entry) + linked.get(entry.name, 0)
+                entries.append(CacheEntry(entry.name, entry, size, entry.stat().st_mtime))
             except OSError:
                 continue
     return sorted(entries, key=lambda e: e.last_used)

@@ -280,10 +280,30 @@ def prune(root: Path) -> None:
     """Remove program entries whose library is gone (after an eviction)."""
     from . import cache
 
-    for entry in (root / PROGRAMS).glob("??/*"):
-        try:
-            library_key = json.loads((entry / "program.json").read_text())["library"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # broken entries are repaired when looked up
+    for entry, library_key in _linked_entries(root):
         if not entries._entry_dir(root, library_key).exists():
             cache._remove_tree(root, entry)
+
+
+def bytes_by_library(root: Path) -> dict[str, int]:
+    """Bytes of the program entries linked to each library key. The size cap counts them with
+    their library (a large constant makes a large program entry), and they go with it."""
+    from . import cache
+
+    sizes: dict[str, int] = {}
+    for entry, library_key in _linked_entries(root):
+        try:
+            sizes[library_key] = sizes.get(library_key, 0) + cache._entry_size(entry)
+        except OSError:
+            continue  # removed meanwhile
+    return sizes
+
+
+def _linked_entries(root: Path):
+    """(program entry, its library key) for every readable program entry; broken ones are
+    repaired when looked up, not here."""
+    for entry in (root / PROGRAMS).glob("??/*"):
+        try:
+            yield entry, json.loads((entry / "program.json").read_text())["library"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
