@@ -1,6 +1,6 @@
 """setuptools shim: the metadata is in pyproject.toml; this file only adds the optional C extension.
 
-tracejit._dispatch (csrc/dispatch.c) runs jitted calls that match a compiled signature in C. It is
+tracejit._dispatch (csrc/dispatch.c, with its output pool in csrc/pool.c) runs jitted calls that match a compiled signature in C. It is
 optional: without a C compiler, Python headers or numpy at build time the install goes on without
 it, and every call takes the pure-Python path (tracejit/api.py imports it inside a try).
 """
@@ -12,7 +12,8 @@ def extensions() -> list:
         import numpy
     except ImportError:  # a build without numpy (no build isolation): no extension
         return []
-    return [Extension("tracejit._dispatch", ["csrc/dispatch.c"], include_dirs=[numpy.get_include()],
+    return [Extension("tracejit._dispatch", ["csrc/dispatch.c", "csrc/pool.c"], depends=["csrc/pool.h"],
+                      include_dirs=[numpy.get_include()],
                       optional=True)]
 
 

@@ -1,4 +1,4 @@
-"""The output pool (csrc/dispatch.c, Pool): large outputs reuse the blocks of dead ones.
+"""The output pool (csrc/pool.c): large outputs reuse the blocks of dead ones.
 
 Outputs of POOL_MIN_BYTES or more come from a numpy memory handler that keeps the blocks of dead
 arrays (up to TRACEJIT_POOL_BYTES) for the next call. Results must not depend on it: each test

@@ -24,7 +24,7 @@ except ImportError:
     _dispatch = None
 
 # Large outputs come from the extension's pool, which keeps the pages of the last call's outputs
-# mapped (csrc/dispatch.c, Pool); without it (or from a build older than the pool), np.empty.
+# mapped (csrc/pool.c); without it (or from a build older than the pool), np.empty.
 if hasattr(_dispatch, "pooled_empty"):
     _dispatch.pool_configure(config.pool_bytes())
     _pooled_empty, POOL_MIN_BYTES = _dispatch.pooled_empty, _dispatch.POOL_MIN_BYTES
