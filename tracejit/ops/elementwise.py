@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError
+from .py_spelling import dtype_text, py_template
 from .registry import Aval, Kind, Primitive, c_template, register
 from .shape_util import broadcast_shapes
 from .vjp_util import add, astype, balanced_share, const, div, eq, log, mul, neg, sub, unbroadcast, where
@@ -37,13 +38,15 @@ def _same_dtype_rule(name, allowed, result_dtype=None):
     return rule
 
 
-def _elementwise(name, reference, c, allowed=NUMERIC, result_dtype=None, **rules):
+def _elementwise(name, reference, c, py, allowed=NUMERIC, result_dtype=None, **rules):
+    """`c`: the C spelling, a c_template string or a c_expr; `py`: the numpy one, a py_template string."""
     prim = Primitive(
         name=name,
         kind=Kind.ELEMENTWISE,
         shape_rule=_same_dtype_rule(name, allowed, result_dtype),
         reference=reference,
         c_expr=c_template(c) if isinstance(c, str) else c,
+        py_expr=py_template(py),
         **rules,
     )
     return register(prim)
@@ -100,23 +103,27 @@ def _chooser_rule(b, ct, x, y, out):
 
 
 # ---- unary, float math (libm names; `{f}` is the float32 suffix) ----------------------------
-exp_p = _elementwise("exp", np.exp, "exp{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: y))
-log_p = _elementwise("log", np.log, "log{f}({0})", FLOAT_ONLY, vjp=_unary_div(lambda b, x, y: x))
-log1p_p = _elementwise("log1p", np.log1p, "log1p{f}({0})", FLOAT_ONLY,
+exp_p = _elementwise("exp", np.exp, "exp{f}({0})", "np.exp({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: y))
+log_p = _elementwise("log", np.log, "log{f}({0})", "np.log({0})", FLOAT_ONLY, vjp=_unary_div(lambda b, x, y: x))
+log1p_p = _elementwise("log1p", np.log1p, "log1p{f}({0})", "np.log1p({0})", FLOAT_ONLY,
                        vjp=_unary_div(lambda b, x, y: add(b, x, const(b, 1, x))))
-expm1_p = _elementwise("expm1", np.expm1, "expm1{f}({0})", FLOAT_ONLY,
+expm1_p = _elementwise("expm1", np.expm1, "expm1{f}({0})", "np.expm1({0})", FLOAT_ONLY,
                        vjp=_unary(lambda b, x, y: add(b, y, const(b, 1, y))))
-sqrt_p = _elementwise("sqrt", np.sqrt, "sqrt{f}({0})", FLOAT_ONLY,
+sqrt_p = _elementwise("sqrt", np.sqrt, "sqrt{f}({0})", "np.sqrt({0})", FLOAT_ONLY,
                       vjp=_unary_div(lambda b, x, y: mul(b, y, const(b, 2, y))))
-tanh_p = _elementwise("tanh", np.tanh, "tanh{f}({0})", FLOAT_ONLY,
+tanh_p = _elementwise("tanh", np.tanh, "tanh{f}({0})", "np.tanh({0})", FLOAT_ONLY,
                       vjp=_unary(lambda b, x, y: sub(b, const(b, 1, y), mul(b, y, y))))
-sinh_p = _elementwise("sinh", np.sinh, "sinh{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("cosh", x)))
-cosh_p = _elementwise("cosh", np.cosh, "cosh{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("sinh", x)))
-sin_p = _elementwise("sin", np.sin, "sin{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("cos", x)))
-cos_p = _elementwise("cos", np.cos, "cos{f}({0})", FLOAT_ONLY,
+sinh_p = _elementwise("sinh", np.sinh, "sinh{f}({0})", "np.sinh({0})",
+                      FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("cosh", x)))
+cosh_p = _elementwise("cosh", np.cosh, "cosh{f}({0})", "np.cosh({0})",
+                      FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("sinh", x)))
+sin_p = _elementwise("sin", np.sin, "sin{f}({0})", "np.sin({0})",
+                     FLOAT_ONLY, vjp=_unary(lambda b, x, y: b.emit("cos", x)))
+cos_p = _elementwise("cos", np.cos, "cos{f}({0})", "np.cos({0})", FLOAT_ONLY,
                      vjp=_unary(lambda b, x, y: neg(b, b.emit("sin", x))))
-tan_p = _elementwise("tan", np.tan, "tan{f}({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: _one_plus(b, y, y)))
-arctan_p = _elementwise("arctan", np.arctan, "atan{f}({0})", FLOAT_ONLY,
+tan_p = _elementwise("tan", np.tan, "tan{f}({0})", "np.tan({0})",
+                     FLOAT_ONLY, vjp=_unary(lambda b, x, y: _one_plus(b, y, y)))
+arctan_p = _elementwise("arctan", np.arctan, "atan{f}({0})", "np.arctan({0})", FLOAT_ONLY,
                         vjp=_unary_div(lambda b, x, y: _one_plus(b, x, x)))
 
 
@@ -131,54 +138,61 @@ def _rounding_c(libm: str):
     return render
 
 
-floor_p = _elementwise("floor", np.floor, _rounding_c("floor"), ANY, zero_vjp=True)
-ceil_p = _elementwise("ceil", np.ceil, _rounding_c("ceil"), ANY, zero_vjp=True)
-trunc_p = _elementwise("trunc", np.trunc, _rounding_c("trunc"), ANY, zero_vjp=True)
+floor_p = _elementwise("floor", np.floor, _rounding_c("floor"), "np.floor({0})", ANY, zero_vjp=True)
+ceil_p = _elementwise("ceil", np.ceil, _rounding_c("ceil"), "np.ceil({0})", ANY, zero_vjp=True)
+trunc_p = _elementwise("trunc", np.trunc, _rounding_c("trunc"), "np.trunc({0})", ANY, zero_vjp=True)
 # rint rounds half to even, as numpy does; C's rint does the same in the default rounding mode.
-rint_p = _elementwise("rint", np.rint, "rint{f}({0})", FLOAT_ONLY, zero_vjp=True)
-reciprocal_p = _elementwise("reciprocal", np.reciprocal, "(({T})1 / {0})", FLOAT_ONLY,
+rint_p = _elementwise("rint", np.rint, "rint{f}({0})", "np.rint({0})", FLOAT_ONLY, zero_vjp=True)
+reciprocal_p = _elementwise("reciprocal", np.reciprocal, "(({T})1 / {0})", "np.reciprocal({0})", FLOAT_ONLY,
                             vjp=_unary(lambda b, x, y: neg(b, mul(b, y, y))))
 
 # ---- unary, any numeric dtype -------------------------------------------------------------
-negative_p = _elementwise("negative", np.negative, "(-{0})", vjp=lambda b, node, ct: [neg(b, ct)])
-square_p = _elementwise("square", np.square, "({0} * {0})", vjp=_unary(lambda b, x, y: mul(b, x, const(b, 2, x))))
+negative_p = _elementwise("negative", np.negative, "(-{0})", "-{0}", vjp=lambda b, node, ct: [neg(b, ct)])
+square_p = _elementwise("square", np.square, "({0} * {0})", "np.square({0})",
+                        vjp=_unary(lambda b, x, y: mul(b, x, const(b, 2, x))))
 # abs: the derivative at 0 is sign(0) = 0.
-abs_p = _elementwise("abs", np.abs, "tj_abs_{t}({0})", vjp=_unary(lambda b, x, y: b.emit("sign", x)))
-sign_p = _elementwise("sign", np.sign, "tj_sign_{t}({0})", zero_vjp=True)
+abs_p = _elementwise("abs", np.abs, "tj_abs_{t}({0})", "np.abs({0})", vjp=_unary(lambda b, x, y: b.emit("sign", x)))
+sign_p = _elementwise("sign", np.sign, "tj_sign_{t}({0})", "np.sign({0})", zero_vjp=True)
 
 # ---- binary arithmetic --------------------------------------------------------------------
-add_p = _elementwise("add", np.add, "({0} + {1})", commutative=True, vjp=_binary(lambda b, ct, x, y, z: (ct, ct)))
+add_p = _elementwise("add", np.add, "({0} + {1})", "{0} + {1}",
+                     commutative=True, vjp=_binary(lambda b, ct, x, y, z: (ct, ct)))
 subtract_p = _elementwise(  # negate after summing over broadcast axes: the same bits, less work
-    "subtract", np.subtract, "({0} - {1})",
+    "subtract", np.subtract, "({0} - {1})", "{0} - {1}",
     vjp=lambda b, node, ct: [unbroadcast(b, ct, node.inputs[0].shape),
                              neg(b, unbroadcast(b, ct, node.inputs[1].shape))],
 )
-multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", commutative=True,
+multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", "{0} * {1}", commutative=True,
                           vjp=_binary(lambda b, ct, x, y, z: (mul(b, ct, y), mul(b, ct, x))))
-divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", FLOAT_ONLY,
+divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", "{0} / {1}", FLOAT_ONLY,
                         vjp=_binary(lambda b, ct, x, y, z: (div(b, ct, y), neg(b, div(b, mul(b, ct, z), y)))))
-power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", vjp=_binary(_power_rule))
-maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", commutative=True,
+power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", "{0} ** {1}", vjp=_binary(_power_rule))
+maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", "np.maximum({0}, {1})", commutative=True,
                          vjp=_binary(_chooser_rule))
-minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", commutative=True,
+minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", "np.minimum({0}, {1})", commutative=True,
                          vjp=_binary(_chooser_rule))
 
 # ---- comparisons and logic (bool results; no gradient flows through them) ------------------
-less_p = _elementwise("less", np.less, "({0} < {1})", ANY, dtypes.bool_, zero_vjp=True)
-less_equal_p = _elementwise("less_equal", np.less_equal, "({0} <= {1})", ANY, dtypes.bool_, zero_vjp=True)
-greater_p = _elementwise("greater", np.greater, "({0} > {1})", ANY, dtypes.bool_, zero_vjp=True)
-greater_equal_p = _elementwise("greater_equal", np.greater_equal, "({0} >= {1})", ANY, dtypes.bool_, zero_vjp=True)
-equal_p = _elementwise("equal", np.equal, "({0} == {1})", ANY, dtypes.bool_, zero_vjp=True, commutative=True)
+less_p = _elementwise("less", np.less, "({0} < {1})", "{0} < {1}", ANY, dtypes.bool_, zero_vjp=True)
+less_equal_p = _elementwise("less_equal", np.less_equal, "({0} <= {1})", "{0} <= {1}", ANY, dtypes.bool_, zero_vjp=True)
+greater_p = _elementwise("greater", np.greater, "({0} > {1})", "{0} > {1}", ANY, dtypes.bool_, zero_vjp=True)
+greater_equal_p = _elementwise("greater_equal", np.greater_equal, "({0} >= {1})", "{0} >= {1}",
+                               ANY, dtypes.bool_, zero_vjp=True)
+equal_p = _elementwise("equal", np.equal, "({0} == {1})", "{0} == {1}",
+                       ANY, dtypes.bool_, zero_vjp=True, commutative=True)
 not_equal_p = _elementwise(
-    "not_equal", np.not_equal, "({0} != {1})", ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    "not_equal", np.not_equal, "({0} != {1})", "{0} != {1}", ANY, dtypes.bool_, zero_vjp=True, commutative=True
 )
 logical_and_p = _elementwise(
-    "logical_and", np.logical_and, "({0} && {1})", ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    "logical_and", np.logical_and, "({0} && {1})", "np.logical_and({0}, {1})",
+    ANY, dtypes.bool_, zero_vjp=True, commutative=True
 )
 logical_or_p = _elementwise(
-    "logical_or", np.logical_or, "({0} || {1})", ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    "logical_or", np.logical_or, "({0} || {1})", "np.logical_or({0}, {1})",
+    ANY, dtypes.bool_, zero_vjp=True, commutative=True
 )
-logical_not_p = _elementwise("logical_not", np.logical_not, "(!{0})", ANY, dtypes.bool_, zero_vjp=True)
+logical_not_p = _elementwise("logical_not", np.logical_not, "(!{0})", "np.logical_not({0})",
+                             ANY, dtypes.bool_, zero_vjp=True)
 
 
 # ---- where(cond, x, y): cond is bool, x and y share a dtype --------------------------------
@@ -198,7 +212,7 @@ def _where_vjp(b, node, ct):
 
 where_p = register(
     Primitive("where", Kind.ELEMENTWISE, _where_rule, np.where, c_expr=c_template("({0} ? {1} : {2})"),
-              vjp=_where_vjp)
+              vjp=_where_vjp, py_expr=py_template("np.where({0}, {1}, {2})"))
 )
 
 
@@ -217,6 +231,10 @@ def _astype_c(args, in_dtypes, out_dtype, **params):
     return f"(({dtypes.c_type(out_dtype)}){args[0]})"
 
 
+def _astype_py(args, params, node, ctx):
+    return f"{args[0]}.astype({dtype_text(params['dtype'])})"
+
+
 def _astype_vjp(b, node, ct):
     """float -> float: cast the cotangent back. To or from int/bool no gradient flows."""
     x = node.inputs[0]
@@ -226,7 +244,8 @@ def _astype_vjp(b, node, ct):
 
 
 astype_p = register(
-    Primitive("astype", Kind.ELEMENTWISE, _astype_rule, _astype_reference, c_expr=_astype_c, vjp=_astype_vjp)
+    Primitive("astype", Kind.ELEMENTWISE, _astype_rule, _astype_reference, c_expr=_astype_c, vjp=_astype_vjp,
+              py_expr=_astype_py)
 )
 
 UNARY_FLOAT = [exp_p, log_p, log1p_p, expm1_p, sqrt_p, tanh_p, sinh_p, cosh_p, sin_p, cos_p, tan_p, arctan_p,

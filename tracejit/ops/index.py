@@ -218,9 +218,26 @@ def _same_type(a, b) -> bool:
     return tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
 
 
+# ---- numpy spellings for ir/python.py: numpy has no scatter_add expression, so the module gets a helper
+SCATTER_ADD_HELPER = '''def scatter_add(updates, indices, shape):
+    """zeros(shape) with updates added at the (possibly repeated) positions `indices`."""
+    out = np.zeros(shape, updates.dtype)
+    np.add.at(out, indices, updates)
+    return out'''
+
+
+def _scatter_add_py(args, params, node, ctx):
+    ctx.use_helper(SCATTER_ADD_HELPER)
+    return f"scatter_add({args[0]}, ({', '.join(args[1:])},), {tuple(params['shape'])})"
+
+
+def _gather_py(args, params, node, ctx):
+    return f"{args[0]}[{', '.join(args[1:])}]"
+
+
 gather_p = register(Primitive("gather", Kind.GATHER, _gather_rule, _gather_reference, vjp=_gather_vjp,
-                              rewrite=_gather_rewrite))
+                              rewrite=_gather_rewrite, py_expr=_gather_py))
 scatter_add_p = register(
     Primitive("scatter_add", Kind.SCATTER, _scatter_add_rule, _scatter_add_reference, vjp=_scatter_add_vjp,
-              rewrite=_scatter_add_rewrite)
+              rewrite=_scatter_add_rewrite, py_expr=_scatter_add_py)
 )

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
+from .py_spelling import py_template
 from .registry import Aval, Kind, Primitive, register
 from .shape_util import broadcast_shapes
 from .vjp_util import unbroadcast
@@ -39,4 +40,5 @@ def _swap_last(b, x):
     return b.emit("transpose", x, perm=perm)
 
 
-matmul_p = register(Primitive("matmul", Kind.MATMUL, _matmul_rule, np.matmul, vjp=_matmul_vjp))
+matmul_p = register(Primitive("matmul", Kind.MATMUL, _matmul_rule, np.matmul, vjp=_matmul_vjp,
+                              py_expr=py_template("{0} @ {1}")))

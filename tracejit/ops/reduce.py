@@ -9,6 +9,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from .index import one_hot_axis
+from .py_spelling import dtype_text
 from .registry import Aval, Kind, Primitive, register
 from .shape_util import reduced_shape
 from .vjp_util import astype, broadcast_back, const, div, eq, mul, where, with_reduced_axes
@@ -127,16 +128,34 @@ def _may_be_negative_zero(value, producer) -> bool:
     return array is None or bool(np.any((array == 0) & np.signbit(array)))
 
 
+def _reduction_py(name):
+    """np.<name>(x, axis=...); integer sum/prod name their dtype, as the reference keeps it (numpy
+    would widen int32 to the platform integer)."""
+    def render(args, params, node, ctx):
+        axes = params["axes"]
+        axis = axes[0] if len(axes) == 1 else tuple(axes)
+        dtype = node.inputs[0].dtype
+        exact_dtype = f", dtype={dtype_text(dtype)}" if name in ("sum", "prod") and np.dtype(dtype).kind != "f" else ""
+        return f"np.{name}({args[0]}, axis={axis}{exact_dtype})"
+
+    return render
+
+
 sum_p = register(Primitive("sum", Kind.REDUCE, _reduce_rule("sum"), _reference(np.sum), vjp=_sum_vjp,
-                           rewrite=_sum_rewrite))
-prod_p = register(Primitive("prod", Kind.REDUCE, _reduce_rule("prod"), _reference(np.prod), vjp=_prod_vjp))
+                           rewrite=_sum_rewrite, py_expr=_reduction_py("sum")))
+prod_p = register(Primitive("prod", Kind.REDUCE, _reduce_rule("prod"), _reference(np.prod), vjp=_prod_vjp,
+                            py_expr=_reduction_py("prod")))
 max_p = register(
-    Primitive("max", Kind.REDUCE, _reduce_rule("max"), _reference(np.max, keep_dtype=False), vjp=_chooser_vjp)
+    Primitive("max", Kind.REDUCE, _reduce_rule("max"), _reference(np.max, keep_dtype=False), vjp=_chooser_vjp,
+              py_expr=_reduction_py("max"))
 )
 min_p = register(
-    Primitive("min", Kind.REDUCE, _reduce_rule("min"), _reference(np.min, keep_dtype=False), vjp=_chooser_vjp)
+    Primitive("min", Kind.REDUCE, _reduce_rule("min"), _reference(np.min, keep_dtype=False), vjp=_chooser_vjp,
+              py_expr=_reduction_py("min"))
 )
-argmax_p = register(Primitive("argmax", Kind.REDUCE, _arg_rule("argmax"), _arg_reference(np.argmax), zero_vjp=True))
-argmin_p = register(Primitive("argmin", Kind.REDUCE, _arg_rule("argmin"), _arg_reference(np.argmin), zero_vjp=True))
+argmax_p = register(Primitive("argmax", Kind.REDUCE, _arg_rule("argmax"), _arg_reference(np.argmax), zero_vjp=True,
+                              py_expr=_reduction_py("argmax")))
+argmin_p = register(Primitive("argmin", Kind.REDUCE, _arg_rule("argmin"), _arg_reference(np.argmin), zero_vjp=True,
+                              py_expr=_reduction_py("argmin")))
 
 REDUCTIONS = [sum_p, prod_p, max_p, min_p, argmax_p, argmin_p]

@@ -41,6 +41,9 @@ class Primitive:
     rewrite(b, node, producer, uses) -> an equivalent Value emitted through `b` in cheaper, denser
         ops (a one-hot scatter as a select the loop kernels fuse), or None to keep the node;
         applied by passes/index_rewrites.py. `uses` counts the readers of each value.
+    py_expr(args, params, node, ctx) -> the op as one numpy expression for ir/python.py (to_python);
+        ctx is an ops/py_spelling.PyModule for module-level constants and helpers. Control flow
+        has none: ir/python.py writes its regions out as nested functions.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Primitive:
     commutative: bool = False
     prune_outputs: Callable | None = None
     rewrite: Callable | None = None
+    py_expr: Callable | None = None
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"

@@ -99,20 +99,49 @@ def _concatenate_vjp(b, node, ct):
     return cts
 
 
+# ---- numpy spellings for ir/python.py ----------------------------------------------------------
+def _reshape_py(args, params, node, ctx):
+    return f"np.reshape({args[0]}, {tuple(params['shape'])})"
+
+
+def _transpose_py(args, params, node, ctx):
+    if len(params["perm"]) == 2:
+        return f"{args[0]}.T"
+    return f"{args[0]}.transpose({', '.join(map(str, params['perm']))})"
+
+
+def _broadcast_to_py(args, params, node, ctx):
+    return f"np.broadcast_to({args[0]}, {tuple(params['shape'])})"
+
+
+def _slice_py(args, params, node, ctx):
+    parts = []
+    for start, stop, step in zip(params["starts"], params["stops"], params["steps"]):
+        stop_text = "" if stop < 0 else str(stop)  # stop -1 with a negative step: run to the start
+        parts.append(f"{start or ''}:{stop_text}" + (f":{step}" if step != 1 else ""))
+    return f"{args[0]}[{', '.join(parts)}]"
+
+
+def _concatenate_py(args, params, node, ctx):
+    return f"np.concatenate([{', '.join(args)}], axis={params['axis']})"
+
+
 reshape_p = register(
-    Primitive("reshape", Kind.SHAPE, _reshape_rule, lambda x, *, shape: np.reshape(x, shape), vjp=_reshape_vjp)
+    Primitive("reshape", Kind.SHAPE, _reshape_rule, lambda x, *, shape: np.reshape(x, shape), vjp=_reshape_vjp,
+              py_expr=_reshape_py)
 )
 transpose_p = register(
-    Primitive("transpose", Kind.SHAPE, _transpose_rule, lambda x, *, perm: np.transpose(x, perm), vjp=_transpose_vjp)
+    Primitive("transpose", Kind.SHAPE, _transpose_rule, lambda x, *, perm: np.transpose(x, perm), vjp=_transpose_vjp,
+              py_expr=_transpose_py)
 )
 broadcast_to_p = register(
     Primitive("broadcast_to", Kind.SHAPE, _broadcast_rule, lambda x, *, shape: np.broadcast_to(x, shape).copy(),
-              vjp=lambda b, node, ct: [unbroadcast(b, ct, node.inputs[0].shape)])
+              vjp=lambda b, node, ct: [unbroadcast(b, ct, node.inputs[0].shape)], py_expr=_broadcast_to_py)
 )
-slice_p = register(Primitive("slice", Kind.SHAPE, _slice_rule, _slice_reference, vjp=_slice_vjp))
+slice_p = register(Primitive("slice", Kind.SHAPE, _slice_rule, _slice_reference, vjp=_slice_vjp, py_expr=_slice_py))
 concatenate_p = register(
     Primitive("concatenate", Kind.SHAPE, _concatenate_rule, lambda *xs, axis: np.concatenate(xs, axis=axis),
-              vjp=_concatenate_vjp)
+              vjp=_concatenate_vjp, py_expr=_concatenate_py)
 )
 
 SHAPE_OPS = [reshape_p, transpose_p, broadcast_to_p, slice_p, concatenate_p]
