@@ -223,5 +223,4 @@ def test_without_numpy_blas_the_fallback_blas_is_linked(monkeypatch):
     monkeypatch.setattr(blas, "_NUMPY_BLAS", [None])  # as with a numpy that bundles no OpenBLAS
     flags = toolchain.default_flags()
     assert "-DTJ_NUMPY_BLAS" not in flags and "-lscipy_openblas" in flags
-    exe = tj.jit(matmul_add).lower(*matmul_args()).compile()
     np.testing.assert_allclose(tj.jit(matmul_add)(*matmul_args()), matmul_add(*matmul_args()), rtol=1e-5, atol=1e-6)
