@@ -368,6 +368,19 @@ def test_max_reduction_splits_equally_among_ties():
     np.testing.assert_allclose(g, [0.5, 0.5, 0.0])
 
 
+def test_tie_counts_are_exact_in_compiled_float32_code():
+    """max/min and prod count ties and zeros as integers: the shares are 1/count exactly."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, (64, 300)).astype(np.float32)  # many ties per row
+    counts = (x == x.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True).astype(np.float32)
+    g = tj.jit(tj.grad(lambda x: np.sum(x.max(axis=1))))(x)
+    assert g.dtype == np.float32
+    np.testing.assert_array_equal(g, np.where(x == x.max(axis=1, keepdims=True), np.float32(1) / counts, 0))
+    y = np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 5.0], [1.0, 2.0, 4.0]], np.float32)
+    gp = tj.jit(tj.grad(lambda y: np.sum(np.prod(y, axis=1))))(y)
+    np.testing.assert_array_equal(gp, [[6.0, 0.0, 0.0], [0.0, 0.0, 0.0], [8.0, 4.0, 2.0]])
+
+
 def test_power_at_zero_base_is_finite():
     gx, gy = tj.grad(lambda x, y: np.sum(x ** y), argnums=(0, 1))(np.array([0.0, 2.0]), np.array([2.0, 3.0]))
     np.testing.assert_allclose(gx, [0.0, 12.0])

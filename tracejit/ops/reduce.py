@@ -4,6 +4,8 @@ mean, var, std and logsumexp are not primitives: the front end decomposes them.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import dtypes
@@ -68,7 +70,7 @@ def _prod_vjp(b, node, ct):
     is_zero = eq(b, x, zero)
     nonzero = where(b, is_zero, one, x)
     rest = with_reduced_axes(b, b.emit("prod", nonzero, axes=axes), x.shape, axes)
-    n_zeros = with_reduced_axes(b, b.emit("sum", astype(b, is_zero, dtype=x.dtype), axes=axes), x.shape, axes)
+    n_zeros = with_reduced_axes(b, _count(b, is_zero, axes, x.dtype), x.shape, axes)
     at_zero = where(b, eq(b, n_zeros, one), rest, zero)
     elsewhere = where(b, eq(b, n_zeros, zero), div(b, rest, nonzero), zero)
     return [mul(b, with_reduced_axes(b, ct, x.shape, axes), where(b, is_zero, at_zero, elsewhere))]
@@ -78,9 +80,17 @@ def _chooser_vjp(b, node, ct):
     """max/min: the cotangent goes to the elements equal to the result, split equally among tied
     ones (JAX's rule for reduce_max/reduce_min). A NaN result gives NaN cotangents."""
     (x,), axes = node.inputs, node.params["axes"]
-    hit = astype(b, eq(b, x, with_reduced_axes(b, node.out, x.shape, axes)), dtype=x.dtype)
-    share = div(b, ct, b.emit("sum", hit, axes=axes))
-    return [mul(b, hit, with_reduced_axes(b, share, x.shape, axes))]
+    is_hit = eq(b, x, with_reduced_axes(b, node.out, x.shape, axes))
+    share = div(b, ct, _count(b, is_hit, axes, x.dtype))
+    return [mul(b, astype(b, is_hit, dtype=x.dtype), with_reduced_axes(b, share, x.shape, axes))]
+
+
+def _count(b, mask, axes, dtype):
+    """How many elements of the bool `mask` are true along `axes`, as `dtype`: summed as integers
+    (exact, where a float sum is exact only below 2**24, and a cheaper accumulator), then converted."""
+    reduced = math.prod(mask.shape[a] for a in axes)
+    counter = np.int32 if reduced < 2**31 else np.int64
+    return astype(b, b.emit("sum", astype(b, mask, dtype=counter), axes=axes), dtype=dtype)
 
 
 def _sum_rewrite(b, node, producer, uses):
