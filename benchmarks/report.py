@@ -14,7 +14,8 @@ import numpy as np
 import peers
 
 REPO = Path(__file__).resolve().parent.parent
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+THREAD_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+              "GOMP_SPINCOUNT")  # what decides how the thread pools behave; GOMP_* as tracejit sets it
 
 # The targets of issue 4, for the full-size rows: ("speedup", at least) or ("time", at most, seconds).
 TARGETS = {
@@ -71,7 +72,7 @@ def metadata(opts, peer_names, workloads_path, argv=None) -> dict:
         "tracejit": _tracejit_version(), "git_commit": _git_commit(),
         "cpu": _cpu_model(), "cores": os.cpu_count(), "threads": opts.threads,
         "TRACEJIT_NUM_THREADS": os.environ.get("TRACEJIT_NUM_THREADS"),
-        "env": {name: os.environ.get(name) for name in BLAS_ENV},
+        "env": {name: os.environ.get(name) for name in THREAD_ENV},
         "threadpools": _threadpools(), "peers": peer_names, "peer_versions": peers.versions(),
         "load_average": _load_average(),
     }

@@ -155,6 +155,7 @@ def set_threads(threads: int) -> None:
 def _import_tracejit():
     try:
         import tracejit
+        import tracejit.runtime.executable  # noqa: F401  (sets the OpenMP waiting defaults, for the header)
 
         return tracejit
     except Exception as err:  # reported in every tracejit cell
