@@ -324,6 +324,11 @@ def test_sgd_step_structure_plain_gemms_sinking_and_in_place():
     forward = [k for k in kg.kernels if "tanh" in [n.prim.name for n in k.nodes]]
     assert all(n.prim.name != "subtract" for k in forward for n in k.nodes)  # 1 - h*h moved out
     assert len(stored_shapes(kg)) == len(set(map(id, kg.roots))) - len(kg.graph.inputs) - len(kg.outputs)
+    # each weight gradient is written into its new parameter's output buffer, then updated there
+    weight_shapes = {tuple(params[k].shape) for k in params if k.startswith("W")}
+    assert not weight_shapes & set(stored_shapes(kg))
+    products_in_outputs = [m for k in kg.kernels for m in k.matmuls if kg.views[m.nodes[0].out].root in kg.outputs]
+    assert len(products_in_outputs) == 3
 
 
 UPDATE_FORMS = {
@@ -353,6 +358,36 @@ def test_update_epilogues_round_as_numpy_does(form):
     want = UPDATE_FORMS[form](p, product, s)
     assert want.dtype == F32
     np.testing.assert_array_equal(fn(p, a, b, s), want)
+
+
+def descend(p, x, lr):
+    """Least squares by gradient steps: the carry is both a gemm operand and the updated value."""
+    def step(i, p):
+        return p - lr * (x.T @ (x @ p))
+    return tj.fori_loop(0, 5, step, p)
+
+
+def test_update_of_a_loop_carry_read_by_its_own_gemms_matches_numpy():
+    rng = np.random.default_rng(16)
+    p, x = rng.standard_normal((6, 3)).astype(F32), rng.standard_normal((8, 6)).astype(F32)
+    want = p
+    for _ in range(5):
+        want = want - F32(0.05) * (x.T @ (x @ want))
+    np.testing.assert_allclose(tj.jit(descend)(p, x, F32(0.05)), want, rtol=1e-5, atol=1e-6)
+
+
+def output_and_other_reader(p, a, b):
+    mm = a @ b
+    return p - 0.5 * mm, np.tanh(mm).sum()
+
+
+def test_a_product_read_by_another_kernel_keeps_its_own_buffer():
+    rng = np.random.default_rng(17)
+    p, a, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 3)), rng.standard_normal((3, 5))
+    kg = tj.jit(output_and_other_reader).lower(p, a, b).compile().kernel_graph
+    assert not any(kg.views[m.nodes[0].out].root in kg.outputs for k in kg.kernels for m in k.matmuls)
+    for got, want in zip(tj.jit(output_and_other_reader)(p, a, b), output_and_other_reader(p, a, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
 
 
 NOT_UPDATE_FORMS = {

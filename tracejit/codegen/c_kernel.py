@@ -110,7 +110,7 @@ def emit_gemm(ctx: KernelContext, kernel: Kernel, w: Writer, params: Params) -> 
     round differently from numpy's separately rounded operations (API.md: same results)."""
     node = kernel.nodes[0]
     a, b = kernel.operands
-    out = node.out
+    out = ctx.views[node.out].root  # the product's own buffer, or the graph output it is written into
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = out.shape[:-2]
     names = ctx.names

@@ -4,6 +4,7 @@
                saves a stored array (an MLP's 1 - h*h is computed where the backward reads it);
   in place     a matmul epilogue stores its result over the product it read (tanh(mm + b) in
                mm's buffer) when nothing else reads the product and the loop makes one pass;
+               when the result is a graph output, the gemm writes into the output's buffer;
   order        kernels run as early as their first node, so buffers die early.
 
 A mixin of fusion's _Fuser: the methods read and update its state (group, views, writer, uses).
@@ -105,7 +106,8 @@ class AfterGrouping:
 
     def add_member_stores(self, kernel: Kernel) -> None:
         """Store each member value that something outside the kernel reads, in place of a
-        product its own gemm wrote when it can (see in_place_root)."""
+        product its own gemm wrote when it can (see in_place_root); a graph output the kernel
+        stores takes such a product into its own buffer instead (product_into_output)."""
         stored = {src for _, src in kernel.stores}
         taken: set = set()
         for node in kernel.nodes:
@@ -121,6 +123,9 @@ class AfterGrouping:
                     self.writer[root] = kernel
                     if root is not v:
                         self.relocated[v] = root
+        for root, v in list(kernel.stores):
+            if root is v and v in self.outputs:
+                self.product_into_output(kernel, v, taken)
 
     def relocate_views(self) -> None:
         """Views of a value stored in place (shape ops read it through them) now point at the
@@ -132,12 +137,28 @@ class AfterGrouping:
             self.writer.pop(v, None)
 
     def in_place_root(self, kernel: Kernel, value: Value, taken: set) -> Value | None:
-        """The product of one of the kernel's own gemms that `value` can be written over, or None.
-        Safe when the kernel's elementwise nodes are the product's only readers, all at the very
-        element `value` is stored to, in the one pass over the data that also stores `value`
+        """The product of one of the kernel's own gemms that `value` can be written over, or None
+        (see shared_product). A graph output keeps its own buffer, which the caller allocates:
+        there the product moves into it instead (product_into_output)."""
+        if value in self.outputs or value in self.claimed:
+            return None
+        return self.shared_product(kernel, value, taken)
+
+    def product_into_output(self, kernel: Kernel, value: Value, taken: set) -> None:
+        """Let the kernel's gemm write its product straight into graph output `value`'s buffer,
+        which the epilogue then updates in place (an SGD step's p - lr * (x.T @ d)): no product
+        buffer, one array fewer for the loop to stream."""
+        product = self.shared_product(kernel, value, taken)
+        if product is not None:
+            taken.add(product)
+            self.relocated[product] = value
+
+    def shared_product(self, kernel: Kernel, value: Value, taken: set) -> Value | None:
+        """The product of one of the kernel's own gemms that can share storage with `value`, or
+        None. Safe when the kernel's elementwise nodes are the product's only readers, all at the
+        very element `value` is stored to, in the one pass over the data that also stores `value`
         (the loop reads product[i] before it writes value[i]; nothing reads product after)."""
-        if value in self.outputs or value in self.claimed or not self.is_full(kernel, value) \
-                or not _single_pass(kernel):
+        if not self.is_full(kernel, value) or not _single_pass(kernel):
             return None
         for matmul in kernel.matmuls:
             product = matmul.stores[0][0]
