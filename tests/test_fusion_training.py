@@ -390,6 +390,39 @@ def test_a_product_read_by_another_kernel_keeps_its_own_buffer():
         np.testing.assert_allclose(got, want, rtol=1e-13)
 
 
+def _twice(r):
+    return r, r
+
+
+PRODUCT_INTO_OUTPUT_CASES = {  # form -> whether the product is written into an output's buffer
+    "batched": (lambda p, a, b: p - 0.1 * (a @ b), True),
+    "returned twice": (lambda p, a, b: _twice(p - 0.1 * (a @ b)), True),
+    "result read by later kernels": (lambda p, a, b: _read_later(p - 0.1 * (a @ b), b), True),
+    "result reshaped": (lambda p, a, b: (p - 0.1 * (a @ b)).reshape(-1), False),
+    "transposed result": (lambda p, a, b: (p - (a @ b)).transpose(0, 2, 1), False),
+    "one product, two results": (lambda p, a, b: (p - a @ b, p + a @ b), None),
+}
+
+
+def _read_later(r, b):
+    return r, np.tanh(r).sum(), r @ b.transpose(0, 2, 1)
+
+
+@pytest.mark.parametrize("form", list(PRODUCT_INTO_OUTPUT_CASES))
+def test_products_written_into_output_buffers_match_numpy(form):
+    fn, into_output = PRODUCT_INTO_OUTPUT_CASES[form]
+    rng = np.random.default_rng(18)
+    p, a, b = rng.standard_normal((3, 4, 6)), rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 5, 6))
+    got, want = tj.jit(fn)(p, a, b), fn(p, a, b)
+    for g, w in zip(got if isinstance(want, tuple) else [got], want if isinstance(want, tuple) else [want]):
+        assert np.shape(g) == np.shape(w)
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-13)
+    kg = tj.jit(fn).lower(p, a, b).compile().kernel_graph
+    written_into_outputs = any(kg.views[m.nodes[0].out].root in kg.outputs for k in kg.kernels for m in k.matmuls)
+    if into_output is not None:
+        assert written_into_outputs == into_output
+
+
 NOT_UPDATE_FORMS = {
     "p * mm": lambda p, mm, s: p * mm,
     "mm - p": lambda p, mm, s: mm - p,
