@@ -3,15 +3,17 @@
  * A call such as `f(x)` with `f = tj.jit(lambda x: x * 2 + 1)` spends ~10 us in Python (flatten the
  * arguments, build the signature key, check each array, allocate the outputs, one cffi call,
  * unflatten) around a C program that runs in nanoseconds. This module does that hot path in C for
- * the common case: positional arguments that are all plain, C-contiguous, aligned ndarrays of
- * exactly the shapes and dtypes of a signature already compiled.
+ * the common case: positional arguments that are plain, C-contiguous, aligned ndarrays, flat dicts
+ * of them with str keys (a model's parameters) or Python floats (a learning rate), of exactly the
+ * structure, shapes and dtypes of a signature already compiled.
  *
  *   Dispatcher  base class of tracejit.api.Jitted. Its tp_call looks the arguments up in a small
  *               table of Entries (most recently used first); on a match it runs the Entry, on
- *               anything else (keyword arguments, Python scalars, tracers, other shapes or dtypes,
- *               strided or misaligned arrays, a new signature, a call made while tracing) it calls
- *               the Python method `_call_python(*args, **kwargs)`, which is the full path with all
- *               its conversions and error messages, and which adds Entries to the table.
+ *               anything else (keyword arguments, Python ints and bools, other dicts or nesting,
+ *               tracers, other shapes or dtypes, strided or misaligned arrays, a new signature, a
+ *               call made while tracing) it calls the Python method `_call_python(*args,
+ *               **kwargs)`, which is the full path with all its conversions and error messages,
+ *               and which adds Entries to the table.
  *   Entry       one compiled signature: the address of the generated `tj_main`, the input and
  *               output specs, the hidden pointers (large constants, workspace, bad-index slot),
  *               the workspace Lock, and how to pack the outputs (one array, a tuple, a list, or a
@@ -156,6 +158,7 @@ typedef struct {
     int ndim;
     npy_intp *dims;  /* into EntryObject.dims */
     int pooled;      /* outputs: large enough to come from the Pool */
+    int python_float;  /* inputs: a Python float passed for this 0-d float input (a learning rate) */
 } Spec;
 
 enum Pack { PACK_LEAF, PACK_TUPLE, PACK_LIST, PACK_CALL };
@@ -174,6 +177,7 @@ typedef struct {
     LockObject *lock;           /* NULL when the program has no workspace */
     int release_gil;
     PyObject *owner;            /* keeps the library, constants and workspace alive */
+    PyObject *layout;           /* per positional argument: None (one leaf) or the keys of a flat dict */
 } EntryObject;
 
 static PyTypeObject EntryType;
@@ -259,18 +263,75 @@ static int parse_pack(EntryObject *self, PyObject *pack)
     return 0;
 }
 
-/* Entry(main, hidden, bad_index, inputs, outputs, pack, on_error, lock, release_gil, owner)
+/* layout: None (every positional argument is one input array), or a tuple with, per positional
+ * argument, None (one array) or a tuple of str keys (a dict of exactly those keys, one array each,
+ * in that order: the order pytree.flatten gives, sorted). */
+static int parse_layout(EntryObject *self, PyObject *layout)
+{
+    if (layout == Py_None)
+        return 0;
+    if (!PyTuple_Check(layout)) {
+        PyErr_SetString(PyExc_TypeError, "tracejit: layout is None or a tuple");
+        return -1;
+    }
+    Py_ssize_t leaves = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(layout); i++) {
+        PyObject *item = PyTuple_GET_ITEM(layout, i);
+        if (item == Py_None) {
+            leaves += 1;
+            continue;
+        }
+        if (!PyTuple_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "tracejit: a layout item is None or a tuple of dict keys");
+            return -1;
+        }
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(item); k++)
+            if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(item, k))) {
+                PyErr_SetString(PyExc_TypeError, "tracejit: dict keys in a layout are str");
+                return -1;
+            }
+        leaves += PyTuple_GET_SIZE(item);
+    }
+    if (leaves != self->n_in) {
+        PyErr_SetString(PyExc_ValueError, "tracejit: the layout's leaves do not match the inputs");
+        return -1;
+    }
+    Py_INCREF(layout);
+    self->layout = layout;
+    return 0;
+}
+
+/* python_floats: indices of inputs passed as Python floats; each is a 0-d float64 or float32 input. */
+static int parse_python_floats(EntryObject *self, PyObject *python_floats)
+{
+    for (Py_ssize_t i = 0; python_floats != NULL && i < PyTuple_GET_SIZE(python_floats); i++) {
+        Py_ssize_t n = PyNumber_AsSsize_t(PyTuple_GET_ITEM(python_floats, i), PyExc_IndexError);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+        if (n < 0 || n >= self->n_in || self->specs[n].ndim != 0 ||
+            (self->specs[n].type_num != NPY_DOUBLE && self->specs[n].type_num != NPY_FLOAT)) {
+            PyErr_SetString(PyExc_ValueError, "tracejit: a Python float input is a 0-d float64 or float32 input");
+            return -1;
+        }
+        self->specs[n].python_float = 1;
+    }
+    return 0;
+}
+
+/* Entry(main, hidden, bad_index, inputs, outputs, pack, on_error, lock, release_gil, owner[, layout,
+ *       python_floats])
  *   main, bad_index: addresses (int); hidden: addresses of the constants and the workspace;
  *   inputs, outputs: lists of (shape tuple, numpy dtype). */
 static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"main", "hidden", "bad_index", "inputs", "outputs", "pack", "on_error", "lock",
-                               "release_gil", "owner", NULL};
+                               "release_gil", "owner", "layout", "python_floats", NULL};
     PyObject *main, *hidden, *bad_index, *inputs, *outputs, *pack, *on_error, *lock, *owner;
+    PyObject *layout = Py_None, *python_floats = NULL;
     int release_gil;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO!O!OOOpO:Entry", keywords, &main, &PyTuple_Type, &hidden,
-                                     &bad_index, &PyList_Type, &inputs, &PyList_Type, &outputs, &pack, &on_error,
-                                     &lock, &release_gil, &owner))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO!O!OOOpO|OO!:Entry", keywords, &main, &PyTuple_Type,
+                                     &hidden, &bad_index, &PyList_Type, &inputs, &PyList_Type, &outputs, &pack,
+                                     &on_error, &lock, &release_gil, &owner, &layout, &PyTuple_Type, &python_floats))
         return NULL;
     Py_ssize_t n_in = PyList_GET_SIZE(inputs), n_out = PyList_GET_SIZE(outputs), n_hidden = PyTuple_GET_SIZE(hidden);
     if (n_in + n_out + n_hidden + 1 > MAX_POINTERS) {
@@ -324,6 +385,8 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < n_hidden; i++)
         if ((self->hidden[i] = address_of(PyTuple_GET_ITEM(hidden, i))) == NULL)
             goto fail;
+    if (parse_layout(self, layout) < 0 || parse_python_floats(self, python_floats) < 0)
+        goto fail;
     if ((self->bad_index = address_of(bad_index)) == NULL)
         goto fail;
     void *fn = address_of(main);
@@ -344,6 +407,7 @@ static int Entry_traverse(EntryObject *self, visitproc visit, void *arg)
     Py_VISIT(self->on_error);
     Py_VISIT(self->lock);
     Py_VISIT(self->owner);
+    Py_VISIT(self->layout);
     return 0;
 }
 
@@ -353,6 +417,7 @@ static int Entry_clear(EntryObject *self)
     Py_CLEAR(self->on_error);
     Py_CLEAR(self->lock);
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->layout);
     return 0;
 }
 
@@ -381,25 +446,70 @@ static PyTypeObject EntryType = {
     .tp_clear = (inquiry)Entry_clear,
 };
 
-/* Whether the arguments are exactly this entry's inputs: plain ndarrays, C-contiguous, aligned,
- * native byte order, the compiled dtype and shape. Anything else goes to the Python path. */
-static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssize_t nargs)
+/* Whether `leaf` is exactly this input: a plain ndarray, C-contiguous, aligned, native byte order,
+ * of the compiled dtype and shape; or a Python float where the program takes one. */
+static int leaf_matches(const Spec *spec, PyObject *leaf)
 {
-    if (nargs != entry->n_in)
+    if (spec->python_float)
+        return PyFloat_CheckExact(leaf);
+    if (!PyArray_CheckExact(leaf))
         return 0;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        const Spec *spec = &entry->specs[i];
-        if (!PyArray_CheckExact(args[i]))
+    PyArrayObject *array = (PyArrayObject *)leaf;
+    if (!PyArray_CHKFLAGS(array, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED) || PyArray_NDIM(array) != spec->ndim)
+        return 0;
+    PyArray_Descr *descr = PyArray_DESCR(array);
+    if (descr != spec->descr && (descr->type_num != spec->type_num || !PyArray_ISNBO(descr->byteorder)))
+        return 0;
+    return !spec->ndim || memcmp(PyArray_DIMS(array), spec->dims, (size_t)spec->ndim * sizeof(npy_intp)) == 0;
+}
+
+/* Whether every key of `dict` is an exact str: then looking our str keys up in it compares str
+ * with str only, and runs no Python code (which could change the dispatcher's table meanwhile). */
+static int only_str_keys(PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &pos, &key, &value))
+        if (!PyUnicode_CheckExact(key))
             return 0;
-        PyArrayObject *array = (PyArrayObject *)args[i];
-        if (!PyArray_CHKFLAGS(array, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED) || PyArray_NDIM(array) != spec->ndim)
+    return 1;
+}
+
+/* The entry's inputs, in order, if the arguments have exactly its structure and leaves (borrowed
+ * references into `leaves`); 0 otherwise. Anything else goes to the Python path. */
+static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssize_t nargs, PyObject **leaves)
+{
+    int n = 0;
+    if (entry->layout == NULL) {
+        if (nargs != entry->n_in)
             return 0;
-        PyArray_Descr *descr = PyArray_DESCR(array);
-        if (descr != spec->descr && (descr->type_num != spec->type_num || !PyArray_ISNBO(descr->byteorder)))
+        for (; n < nargs; n++)
+            leaves[n] = args[n];
+    } else {
+        if (nargs != PyTuple_GET_SIZE(entry->layout))
             return 0;
-        if (spec->ndim && memcmp(PyArray_DIMS(array), spec->dims, (size_t)spec->ndim * sizeof(npy_intp)) != 0)
-            return 0;
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            PyObject *keys = PyTuple_GET_ITEM(entry->layout, i);
+            if (keys == Py_None) {
+                leaves[n++] = args[i];
+                continue;
+            }
+            Py_ssize_t n_keys = PyTuple_GET_SIZE(keys);
+            if (!PyDict_CheckExact(args[i]) || PyDict_GET_SIZE(args[i]) != n_keys || !only_str_keys(args[i]))
+                return 0;
+            for (Py_ssize_t k = 0; k < n_keys; k++) {
+                PyObject *value = PyDict_GetItemWithError(args[i], PyTuple_GET_ITEM(keys, k));
+                if (value == NULL) {
+                    PyErr_Clear();
+                    return 0;
+                }
+                leaves[n++] = value;
+            }
+        }
     }
+    for (int i = 0; i < n; i++)
+        if (!leaf_matches(&entry->specs[i], leaves[i]))
+            return 0;
     return 1;
 }
 
@@ -433,15 +543,28 @@ static PyObject *pack_outputs(const EntryObject *entry, PyObject **outs)
     return tree;
 }
 
-/* Run a matched entry: allocate the outputs, call tj_main under the workspace lock, pack. */
-static PyObject *entry_run(const EntryObject *entry, PyObject *const *args)
+/* Run a matched entry: allocate the outputs, call tj_main under the workspace lock, pack. The
+ * caller holds a reference to each input. */
+static PyObject *entry_run(const EntryObject *entry, PyObject *const *inputs)
 {
     void *pointers[MAX_POINTERS];
     PyObject *outs[MAX_POINTERS];
+    union { double f8; float f4; } floats[MAX_POINTERS];  /* the Python floats, as the program reads them */
     int n_in = entry->n_in, n_out = entry->n_out, n = 0;
 
-    for (int i = 0; i < n_in; i++)
-        pointers[n++] = PyArray_DATA((PyArrayObject *)args[i]);
+    for (int i = 0; i < n_in; i++) {
+        const Spec *spec = &entry->specs[i];
+        if (spec->python_float) {  /* as numpy converts it: exact in float64, rounded to nearest in float32 */
+            double value = PyFloat_AS_DOUBLE(inputs[i]);
+            if (spec->type_num == NPY_DOUBLE)
+                floats[i].f8 = value;
+            else
+                floats[i].f4 = (float)value;
+            pointers[n++] = &floats[i];
+        } else {
+            pointers[n++] = PyArray_DATA((PyArrayObject *)inputs[i]);
+        }
+    }
     for (int i = 0; i < n_out; i++) {
         const Spec *spec = &entry->specs[n_in + i];
         Py_INCREF(spec->descr);  /* new_output steals a reference, even when it fails */
@@ -538,16 +661,23 @@ static PyObject *Dispatcher_call(DispatcherObject *self, PyObject *args, PyObjec
     if (self->n_entries > 0 && (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) && !tracing_now()) {
         PyObject *const *items = PySequence_Fast_ITEMS(args);
         Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+        PyObject *leaves[MAX_POINTERS];
         for (int i = 0; i < self->n_entries; i++) {
             EntryObject *entry = self->table[i];
-            if (!entry_matches(entry, items, nargs))
+            if (!entry_matches(entry, items, nargs, leaves))
                 continue;
             if (i > 0) {  /* move to the front: a loop calling one signature matches at once */
                 memmove(&self->table[1], &self->table[0], (size_t)i * sizeof(EntryObject *));
                 self->table[0] = entry;
             }
-            Py_INCREF(entry);  /* the table may change during the call (GC, another thread's add) */
-            PyObject *result = entry_run(entry, items);
+            /* Owned for the call: the table may change (GC, another thread's add), and code the GC
+             * runs while outputs are allocated could take a leaf out of its dict. */
+            Py_INCREF(entry);
+            for (int k = 0; k < entry->n_in; k++)
+                Py_INCREF(leaves[k]);
+            PyObject *result = entry_run(entry, leaves);
+            for (int k = 0; k < entry->n_in; k++)
+                Py_DECREF(leaves[k]);
             Py_DECREF(entry);
             return result;
         }

@@ -1,7 +1,8 @@
 """The C fast path of jitted calls (csrc/dispatch.c -> tracejit._dispatch).
 
-A call whose arguments are positional, plain, C-contiguous, aligned ndarrays of a signature
-compiled before runs in C; every other call takes the Python path (`Jitted._call_python`) with
+A call whose positional arguments are plain, C-contiguous, aligned ndarrays, flat dicts of them
+with str keys, or Python floats, of a signature compiled before, runs in C; every other call takes
+the Python path (`Jitted._call_python`) with
 its conversions and errors. Each test checks results against numpy and against the Python path,
 and which path ran: a spy on `_call_python` counts the calls that reached Python.
 """
@@ -205,16 +206,83 @@ def test_argument_errors_are_the_python_paths(rng):
 
 
 @needs_c
-def test_keywords_and_python_scalars_take_the_python_path(rng):
+def test_keywords_ints_and_bools_take_the_python_path_python_floats_run_in_c(rng):
     f = tj.jit(lambda x, y: x + y)
     x = np.arange(4, dtype=np.float32)
     spy = warm(f, x, x)
     same(f(x, y=x), x + x)
-    same(f(x, 2.0), x + 2.0)  # a weak scalar: float32 result ...
-    same(f(x, 2.0), x + 2.0)
-    same(f(x, np.array(2.0)), x + np.array(2.0))  # ... a 0-d float64 array is not weak: float64
+    same(f(x, 2.0), x + 2.0)  # a weak scalar: float32 result; compiled, then ...
+    same(f(x, 2.5), x + 2.5)  # ... in C, any value
+    same(f(x, np.array(2.0)), x + np.array(2.0))  # a 0-d float64 array is not weak: float64
     same(f(x, np.array(2.0)), x + np.array(2.0))
-    assert spy.calls == 4  # the last call ran in C: a 0-d array signature is an ordinary one
+    assert spy.calls == 3
+    same(f(x, 2), x + 2)  # ints and bools keep numpy's conversion checks in Python
+    same(f(x, 2), x + 2)
+    same(f(x, True), x + True)
+    assert spy.calls == 6
+
+
+PYTHON_FLOATS = [0.0, -0.0, 1e-300, 0.1, -3.5, 1e38, 3.5e38, 1e300, float("inf"), float("-inf"), float("nan")]
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_python_floats_in_c_round_as_the_python_path_does(dtype):
+    """The C path writes a Python float into the program's float64 input exactly as numpy does;
+    with float32 arrays the weak scalar is then rounded inside the program, as numpy rounds it."""
+    f = tj.jit(lambda x, s: x * s + s)
+    x = np.array([1.0, -2.0, 0.5], dtype)
+    spy = warm(f, x, 1.0)
+    for value in PYTHON_FLOATS:
+        with np.errstate(all="ignore"):
+            want = f._call_python(x, value)
+            same(f(x, value), want)
+            same(want, x * value + value)
+    assert spy.calls == len(PYTHON_FLOATS)  # only the spy's own direct calls
+
+
+def sgd_step(params, x, lr):
+    grads = tj.grad(lambda p: np.sum(np.tanh(x @ p["w"] + p["b"]) ** 2))(params)
+    return {k: params[k] - lr * grads[k] for k in params}
+
+
+@needs_c
+def test_a_training_step_with_dict_params_and_a_python_float_runs_in_c(rng):
+    params = {"w": rng.standard_normal((5, 3)).astype(np.float32), "b": np.zeros(3, np.float32)}
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    f = tj.jit(sgd_step)
+    spy = warm(f, params, x, 0.1)
+    for _ in range(3):
+        new = f(params, x, 0.1)
+        same(new, f._call_python(params, x, 0.1))
+        params = new
+    assert spy.calls == 3  # the spy's own direct calls only
+
+
+def add_w(p, x):
+    return p["w"] + x
+
+
+@needs_c
+@pytest.mark.parametrize("variant", ["extra key", "missing key", "other key", "nested", "subclass", "list leaf",
+                                     "other shape", "int key"])
+def test_dicts_of_another_structure_take_the_python_path(variant):
+    f = tj.jit(add_w)
+    x = np.ones(3, np.float32)
+    spy = warm(f, {"w": np.arange(3, dtype=np.float32)}, x)
+    w = np.arange(3, dtype=np.float32)
+    p = {"extra key": {"w": w, "v": w}, "missing key": {}, "other key": {"v": w}, "nested": {"w": {"a": w}},
+         "subclass": type("Params", (dict,), {})(w=w), "list leaf": {"w": [0.0, 1.0, 2.0]},
+         "other shape": {"w": np.arange(4, dtype=np.float32)}, "int key": {0: w}}[variant]
+    try:
+        got = f(p, x)
+    except Exception as fast:  # the Python path's own error, raised the same way
+        with pytest.raises(type(fast)) as python:
+            f._call_python(p, x)
+        assert str(python.value) == str(fast)
+    else:
+        same(got, f._call_python(p, x))
+    assert spy.calls == 2  # the call above, and the spy's own
 
 
 @needs_c

@@ -71,7 +71,7 @@ class _Compiled:
     traced: TracedFunction
     executable: object  # runtime.executable.Executable
     specs: tuple  # ArgSpec per dynamic leaf
-    fast: object = None  # the C dispatcher's Entry when the key is plain positional arrays, else None
+    fast: object = None  # the C dispatcher's Entry when the key is eligible (see _fast_entry), else None
     unflatten: object = None  # outs -> the user's output structure (built once, see _unflattener)
 
     def __post_init__(self):
@@ -82,17 +82,41 @@ class _Compiled:
 
 
 def _fast_entry(key, compiled: _Compiled):
-    """The C dispatcher's Entry for a signature of positional arrays (no keywords, no static or
-    Python-scalar arguments, dtypes already the ones compiled), else None. Any call the Entry
-    matches then has this very key, so it runs the same program the Python path would pick."""
+    """The C dispatcher's Entry for a signature whose positional arguments are arrays, flat dicts
+    of arrays with str keys (a model's parameters) or Python floats (a learning rate), with no
+    keywords or static arguments and dtypes already the ones compiled; else None. Any call the
+    Entry matches then has this very key, so it runs the same program the Python path would pick."""
     treedef, leaf_specs, static = key
-    positional = pytree.flatten((tuple(range(len(leaf_specs))), {}))[1]
-    if static or treedef != positional:
+    layout = _positional_layout(treedef)
+    if static or layout is None:
         return None
-    if any(isinstance(s, type) or s[1] != spec.dtype.char for s, spec in zip(leaf_specs, compiled.specs)):
+    python_floats = tuple(n for n, s in enumerate(leaf_specs) if s is float)
+    if any(isinstance(s, type) and s is not float for s in leaf_specs):
+        return None  # bools and ints: numpy's conversion rules stay on the Python path
+    if any(not isinstance(s, type) and s[1] != spec.dtype.char for s, spec in zip(leaf_specs, compiled.specs)):
         return None
     make = getattr(compiled.executable, "fast_entry", None)  # an InterpretedExecutable has none
-    return make(_output_packing(compiled.traced.out_treedef)) if make is not None else None
+    if make is None:
+        return None
+    return make(_output_packing(compiled.traced.out_treedef), layout, python_floats)
+
+
+def _positional_layout(treedef) -> tuple | None:
+    """Per positional argument, None (one leaf) or the keys of a flat dict of leaves with str keys,
+    in flattening order; None when the call has keywords or other structures."""
+    args, kwargs = treedef.children if treedef.kind == "tuple" and len(treedef.children) == 2 else (None, None)
+    if args is None or args.kind != "tuple" or kwargs.kind != "dict" or kwargs.children:
+        return None
+    layout = []
+    for arg in args.children:
+        if arg.kind == "leaf":
+            layout.append(None)
+        elif (arg.kind == "dict" and all(child.kind == "leaf" for child in arg.children)
+              and all(type(k) is str for k in arg.keys)):
+            layout.append(arg.keys)
+        else:
+            return None
+    return tuple(layout)
 
 
 def _output_packing(treedef):
@@ -164,9 +188,10 @@ class Lowered:
 class Jitted(_CallBase):
     """A function compiled per signature. Calls inside another trace are inlined.
 
-    With the C extension, a call whose arguments are positional ndarrays matching a signature
-    compiled before runs entirely in C (tracejit._dispatch.Dispatcher.__call__); every other call
-    goes to `_call_python`, which adds its signature to the dispatcher's table when eligible."""
+    With the C extension, a call whose positional arguments are ndarrays, flat dicts of them or
+    Python floats, matching a signature compiled before, runs entirely in C
+    (tracejit._dispatch.Dispatcher.__call__); every other call goes to `_call_python`, which adds
+    its signature to the dispatcher's table when eligible (see _fast_entry)."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=()):
         functools.update_wrapper(self, fun)
