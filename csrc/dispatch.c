@@ -3,9 +3,10 @@
  * A call such as `f(x)` with `f = tj.jit(lambda x: x * 2 + 1)` spends ~10 us in Python (flatten the
  * arguments, build the signature key, check each array, allocate the outputs, one cffi call,
  * unflatten) around a C program that runs in nanoseconds. This module does that hot path in C for
- * the common case: positional arguments that are plain, C-contiguous, aligned ndarrays, flat dicts
- * of them with str keys (a model's parameters) or Python floats (a learning rate), of exactly the
- * structure, shapes and dtypes of a signature already compiled.
+ * the common case: positional arguments that are plain, C-contiguous, aligned ndarrays (or numpy
+ * scalars where a 0-d array is compiled), flat dicts of them with str keys (a model's parameters)
+ * or Python floats (a learning rate), of exactly the structure, shapes and dtypes of a signature
+ * already compiled.
  *
  *   Dispatcher  base class of tracejit.api.Jitted. Its tp_call looks the arguments up in a small
  *               table of Entries (most recently used first); on a match it runs the Entry, on
@@ -446,12 +447,28 @@ static PyTypeObject EntryType = {
     .tp_clear = (inquiry)Entry_clear,
 };
 
+/* Whether `leaf` is a numpy scalar (np.float32(0.1), say) of this type, one of those tracejit
+ * compiles for: it is passed like a 0-d array of its dtype (entry_run copies its value). */
+static int numpy_scalar_of(PyObject *leaf, int type_num)
+{
+    switch (type_num) {
+    case NPY_BOOL: return PyArray_IsScalar(leaf, Bool);
+    case NPY_INT32: return Py_IS_TYPE(leaf, &PyInt32ArrType_Type);
+    case NPY_INT64: return Py_IS_TYPE(leaf, &PyInt64ArrType_Type);
+    case NPY_FLOAT: return Py_IS_TYPE(leaf, &PyFloat32ArrType_Type);
+    case NPY_DOUBLE: return Py_IS_TYPE(leaf, &PyFloat64ArrType_Type);
+    default: return 0;
+    }
+}
+
 /* Whether `leaf` is exactly this input: a plain ndarray, C-contiguous, aligned, native byte order,
  * of the compiled dtype and shape; or a Python float where the program takes one. */
 static int leaf_matches(const Spec *spec, PyObject *leaf)
 {
     if (spec->python_float)
         return PyFloat_CheckExact(leaf);
+    if (spec->ndim == 0 && numpy_scalar_of(leaf, spec->type_num))
+        return 1;
     if (!PyArray_CheckExact(leaf))
         return 0;
     PyArrayObject *array = (PyArrayObject *)leaf;
@@ -549,7 +566,7 @@ static PyObject *entry_run(const EntryObject *entry, PyObject *const *inputs)
 {
     void *pointers[MAX_POINTERS];
     PyObject *outs[MAX_POINTERS];
-    union { double f8; float f4; } floats[MAX_POINTERS];  /* the Python floats, as the program reads them */
+    union { double f8; float f4; int64_t i8; } scalars[MAX_POINTERS];  /* Python floats, numpy scalars */
     int n_in = entry->n_in, n_out = entry->n_out, n = 0;
 
     for (int i = 0; i < n_in; i++) {
@@ -557,10 +574,13 @@ static PyObject *entry_run(const EntryObject *entry, PyObject *const *inputs)
         if (spec->python_float) {  /* as numpy converts it: exact in float64, rounded to nearest in float32 */
             double value = PyFloat_AS_DOUBLE(inputs[i]);
             if (spec->type_num == NPY_DOUBLE)
-                floats[i].f8 = value;
+                scalars[i].f8 = value;
             else
-                floats[i].f4 = (float)value;
-            pointers[n++] = &floats[i];
+                scalars[i].f4 = (float)value;
+            pointers[n++] = &scalars[i];
+        } else if (!PyArray_Check(inputs[i])) {  /* a numpy scalar of the input's own type */
+            PyArray_ScalarAsCtype(inputs[i], &scalars[i]);
+            pointers[n++] = &scalars[i];
         } else {
             pointers[n++] = PyArray_DATA((PyArrayObject *)inputs[i]);
         }

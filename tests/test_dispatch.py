@@ -241,6 +241,19 @@ def test_python_floats_in_c_round_as_the_python_path_does(dtype):
     assert spy.calls == len(PYTHON_FLOATS)  # only the spy's own direct calls
 
 
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_scalars_run_in_c_like_0d_arrays(dtype):
+    f = tj.jit(lambda x, s: (x, s, x == s))
+    x = np.array([0, 1, 1], dtype)
+    spy = warm(f, x, np.array(1, dtype))
+    for value in (0, 1):
+        scalar = dtype(value)
+        assert not isinstance(scalar, np.ndarray)
+        same(f(x, scalar), f._call_python(x, np.array(value, dtype)))
+    assert spy.calls == 2  # the spy's own direct calls only
+
+
 def sgd_step(params, x, lr):
     grads = tj.grad(lambda p: np.sum(np.tanh(x @ p["w"] + p["b"]) ** 2))(params)
     return {k: params[k] - lr * grads[k] for k in params}
