@@ -115,7 +115,12 @@ def test_w2a_is_one_kernel_without_temporaries():
     exe = lower(*PROGRAMS["w2a"])
     assert len(exe.program.kernels) == 1
     assert exe.peak_temp_bytes == 0
-    assert "reduction(+:" in exe.c_source and "double" in exe.c_source  # float32 sums accumulate in double
+    assert "tj_sum_pairwise_f32" in exe.c_source  # up to PAIRWISE_MAX_TERMS terms: added as np.sum does
+
+
+def test_long_float32_sums_accumulate_in_double():
+    exe = lower(w2a, rng_arrays(20_000, 20_000))
+    assert "reduction(+:" in exe.c_source and "double" in exe.c_source and "pairwise" not in exe.c_source
 
 
 def test_softmax_fuses_into_at_most_three_kernels():
@@ -322,3 +327,36 @@ def test_softmax_cross_entropy_gradient_keeps_rows_in_scratch():
     want = shifted / shifted.sum(axis=1, keepdims=True)
     want[np.arange(16), labels] -= 1
     np.testing.assert_allclose(exe(logits, labels)[0], want / 16, rtol=1e-5, atol=1e-7)
+
+
+# ---- float sums add as np.sum does (csrc/tracejit.h tj_sum_pairwise_*) ------------------------------
+PAIRWISE_LENGTHS = [1, 7, 8, 9, 17, 127, 128, 129, 257, 1000, 4097, 8192]  # around each block edge
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_and_whole_sums_are_numpys_bits(dtype):
+    rng = np.random.default_rng(21)
+    for n in PAIRWISE_LENGTHS:  # a new function per length: one signature each
+        row_sum, whole_sum = tj.jit(lambda x: x.sum(axis=1)), tj.jit(lambda x: x[0].sum())
+        x = (rng.standard_normal((3, n)) * 10.0 ** rng.uniform(-4, 4, (3, n))).astype(dtype)
+        np.testing.assert_array_equal(row_sum(x), np.sum(x, axis=1), err_msg=f"n={n}")
+        np.testing.assert_array_equal(whole_sum(x), np.sum(x[0]), err_msg=f"n={n}")
+        assert row_sum(x).dtype == dtype
+
+
+def test_a_fused_sum_of_computed_terms_is_numpys_sum_of_them():
+    """The softmax denominator: exp(x - max) summed in the same loop that computes it."""
+    x = np.random.default_rng(22).standard_normal((6, 1000)).astype(np.float32)
+
+    def terms_and_sum(x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e, e.sum(axis=1)
+
+    e, total = tj.jit(terms_and_sum)(x)
+    np.testing.assert_array_equal(total, np.sum(e, axis=1))
+
+
+def test_sums_of_signed_zeros_are_positive_zero_as_in_numpy():
+    z = np.full((2, 20), -0.0, np.float32)
+    got = tj.jit(lambda z: z.sum(axis=1))(z)
+    assert not np.any(np.signbit(got)) and not np.any(np.signbit(np.sum(z, axis=1)))

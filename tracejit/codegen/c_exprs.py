@@ -154,6 +154,25 @@ def _arg_extremum(cmp, bound):
     return make
 
 
+# Sums of float rows up to this many terms store their terms in a row on the stack and add them
+# as numpy does (tj_sum_pairwise_*): the same bits as np.sum. Longer ones (and parallel ones)
+# accumulate in double.
+PAIRWISE_MAX_TERMS = 8192
+
+
+def pairwise_sum(acc: str, x: str, i: str, extent: int, dtype) -> Reduction:
+    """A sum over one loop of `extent` iterations: each term goes to {acc}_terms[i], and the
+    result is tj_sum_pairwise_* of that row (see csrc/tracejit.h)."""
+    ctype = dtypes.c_type(dtype)
+    return Reduction([f"{ctype} {acc}_terms[{extent}];"], f"{acc}_terms[{i}] = {x};", [],
+                     f"tj_sum_pairwise_{dtypes.short_name(dtype)}({acc}_terms, {extent})")
+
+
+def is_pairwise_sum(prim_name: str, in_dtype, out_dtype, extent: int) -> bool:
+    return (prim_name == "sum" and np.dtype(out_dtype).kind == "f" and np.dtype(in_dtype) == np.dtype(out_dtype)
+            and 0 < extent <= PAIRWISE_MAX_TERMS)
+
+
 REDUCTIONS = {
     "sum": _accumulate("+", "0"),
     "prod": _accumulate("*", "1"),

@@ -15,7 +15,8 @@ from ..ir.graph import Node, Value
 from ..ops.registry import Kind
 from ..passes.fusion import Kernel
 from ..passes.views import own_view
-from .c_exprs import PARALLEL_MIN_ELEMENTS, REDUCTIONS, dynamic_schedule, index_expr, local_type, omp_pragma
+from .c_exprs import (PARALLEL_MIN_ELEMENTS, REDUCTIONS, dynamic_schedule, index_expr, is_pairwise_sum,
+                      local_type, omp_pragma, pairwise_sum)
 from .c_kernel import KernelContext, KernelText, Params, Writer, emit_gemm, function_text
 from .loops import Access, LoopNest, access, build_nest, is_alias, operand_map, reduction_phase
 
@@ -86,9 +87,10 @@ class LoopEmitter:
         self.w(f"const {local_type(out.dtype)} {name} = {expr};")
         scope[out] = name
 
-    def reduction(self, node: Node, scope: dict, loops, index_var: str):
+    def reduction(self, node: Node, scope: dict, loops, index_var: str, terms: int = 0):
         """The Reduction record (accumulators, update, result) of a reduce node; `index_var`
-        is the position along the reduced axis (for argmax/argmin)."""
+        is the position along the reduced axis (for argmax/argmin). `terms`: the extent of the
+        one sequential loop the reduction runs over, if it does (a float sum then adds as np.sum)."""
         x = node.inputs[0]
         operand = self.operand(x, node, scope, loops)
         if not operand.isidentifier():  # a load: give it a name, the update reads it several times
@@ -96,6 +98,8 @@ class LoopEmitter:
             self.w(f"const {local_type(x.dtype)} {local} = {operand};")
             operand = local
         acc = self.names.of(node.out, "_acc")
+        if is_pairwise_sum(node.prim.name, x.dtype, node.out.dtype, terms):
+            return pairwise_sum(acc, operand, index_var, terms, node.out.dtype)
         return REDUCTIONS[node.prim.name](acc, operand, index_var, x.dtype, node.out.dtype)
 
     def store(self, dest: Value, src: Value, scope: dict, loops) -> None:
@@ -310,7 +314,8 @@ class LoopEmitter:
             self.statement(node, scope, loops)
         for u, name in keep:
             self.w(f"{name}[{index_var}] = {scope[u]};")
-        records = [(node, self.reduction(node, scope, loops, index_var)) for node in reductions]
+        terms = nest.inner[0].extent if len(nest.inner) == 1 and not parallel else 0
+        records = [(node, self.reduction(node, scope, loops, index_var, terms)) for node in reductions]
         for _, red in records:
             self.w(red.update)
         for dest, src in stores:
