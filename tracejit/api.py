@@ -93,6 +93,8 @@ def _fast_entry(key, compiled: _Compiled):
     python_floats = tuple(n for n, s in enumerate(leaf_specs) if s is float)
     if any(isinstance(s, type) and s is not float for s in leaf_specs):
         return None  # bools and ints: numpy's conversion rules stay on the Python path
+    if any(compiled.specs[n].shape != () or compiled.specs[n].dtype.char not in "fd" for n in python_floats):
+        return None  # the dispatcher writes a Python float into a 0-d float64 or float32 input only
     if any(not isinstance(s, type) and s[1] != spec.dtype.char for s, spec in zip(leaf_specs, compiled.specs)):
         return None
     make = getattr(compiled.executable, "fast_entry", None)  # an InterpretedExecutable has none
