@@ -4,14 +4,14 @@
  * arguments, build the signature key, check each array, allocate the outputs, one cffi call,
  * unflatten) around a C program that runs in nanoseconds. This module does that hot path in C for
  * the common case: positional arguments that are plain, C-contiguous, aligned ndarrays (or numpy
- * scalars where a 0-d array is compiled), flat dicts of them with str keys (a model's parameters)
- * or Python floats (a learning rate), of exactly the structure, shapes and dtypes of a signature
- * already compiled.
+ * scalars where a 0-d array is compiled) or Python floats (a learning rate), alone or in dicts
+ * with str keys, tuples and lists (a model's parameters), of exactly the structure, shapes and
+ * dtypes of a signature already compiled.
  *
  *   Dispatcher  base class of tracejit.api.Jitted. Its tp_call looks the arguments up in a small
  *               table of Entries (most recently used first); on a match it runs the Entry, on
- *               anything else (keyword arguments, Python ints and bools, other dicts or nesting,
- *               tracers, other shapes or dtypes, strided or misaligned arrays, a new signature, a
+ *               anything else (keyword arguments, Python ints and bools, dict subclasses or
+ *               non-str keys, namedtuples, tracers, other shapes or dtypes, strided or misaligned arrays, a new signature, a
  *               call made while tracing) it calls the Python method `_call_python(*args,
  *               **kwargs)`, which is the full path with all its conversions and error messages,
  *               and which adds Entries to the table.
@@ -264,35 +264,67 @@ static int parse_pack(EntryObject *self, PyObject *pack)
     return 0;
 }
 
-/* layout: None (every positional argument is one input array), or a tuple with, per positional
- * argument, None (one array) or a tuple of str keys (a dict of exactly those keys, one array each,
- * in that order: the order pytree.flatten gives, sorted). */
+/* layout: None (every positional argument is one input array), or a tuple of layout nodes, one
+ * per positional argument. A node is None (one array), (LAYOUT_DICT, keys, nodes) for a dict of
+ * exactly those str keys (in the order pytree.flatten gives, sorted), (LAYOUT_TUPLE, nodes) or
+ * (LAYOUT_LIST, nodes) for a tuple or list of that length, or (LAYOUT_NONE,) for None. */
+enum { LAYOUT_DICT, LAYOUT_TUPLE, LAYOUT_LIST, LAYOUT_NONE };
+
+static int layout_tag(PyObject *node)
+{
+    return (int)PyLong_AsLong(PyTuple_GET_ITEM(node, 0));
+}
+
+/* Check a node's shape (once, at Entry creation: matching trusts it); add its leaves to *leaves. */
+static int check_layout_node(PyObject *node, Py_ssize_t *leaves, int depth)
+{
+    if (node == Py_None) {
+        *leaves += 1;
+        return 0;
+    }
+    if (depth > 32 || !PyTuple_Check(node) || PyTuple_GET_SIZE(node) < 1 || !PyLong_Check(PyTuple_GET_ITEM(node, 0)))
+        goto bad;
+    int tag = layout_tag(node);
+    if (tag == LAYOUT_NONE)
+        return PyTuple_GET_SIZE(node) == 1 ? 0 : (PyErr_SetString(PyExc_ValueError, "tracejit: bad layout"), -1);
+    PyObject *keys = NULL, *children;
+    if (tag == LAYOUT_DICT && PyTuple_GET_SIZE(node) == 3) {
+        keys = PyTuple_GET_ITEM(node, 1);
+        children = PyTuple_GET_ITEM(node, 2);
+    } else if ((tag == LAYOUT_TUPLE || tag == LAYOUT_LIST) && PyTuple_GET_SIZE(node) == 2) {
+        children = PyTuple_GET_ITEM(node, 1);
+    } else {
+        goto bad;
+    }
+    if (!PyTuple_Check(children) || (keys != NULL && (!PyTuple_Check(keys) ||
+                                                      PyTuple_GET_SIZE(keys) != PyTuple_GET_SIZE(children))))
+        goto bad;
+    for (Py_ssize_t k = 0; keys != NULL && k < PyTuple_GET_SIZE(keys); k++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(keys, k)))
+            goto bad;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(children); k++)
+        if (check_layout_node(PyTuple_GET_ITEM(children, k), leaves, depth + 1) < 0)
+            return -1;
+    return 0;
+bad:
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "tracejit: a layout node is None, (DICT, str keys, nodes), (TUPLE, "
+                        "nodes), (LIST, nodes) or (NONE,)");
+    return -1;
+}
+
 static int parse_layout(EntryObject *self, PyObject *layout)
 {
     if (layout == Py_None)
         return 0;
+    Py_ssize_t leaves = 0;
     if (!PyTuple_Check(layout)) {
-        PyErr_SetString(PyExc_TypeError, "tracejit: layout is None or a tuple");
+        PyErr_SetString(PyExc_TypeError, "tracejit: layout is None or a tuple of layout nodes");
         return -1;
     }
-    Py_ssize_t leaves = 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(layout); i++) {
-        PyObject *item = PyTuple_GET_ITEM(layout, i);
-        if (item == Py_None) {
-            leaves += 1;
-            continue;
-        }
-        if (!PyTuple_Check(item)) {
-            PyErr_SetString(PyExc_TypeError, "tracejit: a layout item is None or a tuple of dict keys");
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(layout); i++)
+        if (check_layout_node(PyTuple_GET_ITEM(layout, i), &leaves, 0) < 0)
             return -1;
-        }
-        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(item); k++)
-            if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(item, k))) {
-                PyErr_SetString(PyExc_TypeError, "tracejit: dict keys in a layout are str");
-                return -1;
-            }
-        leaves += PyTuple_GET_SIZE(item);
-    }
     if (leaves != self->n_in) {
         PyErr_SetString(PyExc_ValueError, "tracejit: the layout's leaves do not match the inputs");
         return -1;
@@ -492,6 +524,48 @@ static int only_str_keys(PyObject *dict)
     return 1;
 }
 
+/* Collect the leaves of `obj` as `node` lays them out (borrowed, into leaves[*n...]); 0 if `obj`
+ * has another structure. Only exact dicts, tuples and lists: their items are read in C, and no
+ * Python code runs (str keys compare with str keys only). */
+static int match_node(PyObject *node, PyObject *obj, PyObject **leaves, int *n, int max)
+{
+    if (node == Py_None) {
+        if (*n >= max)
+            return 0;
+        leaves[(*n)++] = obj;
+        return 1;
+    }
+    int tag = layout_tag(node);
+    if (tag == LAYOUT_NONE)
+        return obj == Py_None;
+    PyObject *children = PyTuple_GET_ITEM(node, tag == LAYOUT_DICT ? 2 : 1);
+    Py_ssize_t size = PyTuple_GET_SIZE(children);
+    if (tag == LAYOUT_DICT) {
+        PyObject *keys = PyTuple_GET_ITEM(node, 1);
+        if (!PyDict_CheckExact(obj) || PyDict_GET_SIZE(obj) != size || !only_str_keys(obj))
+            return 0;
+        for (Py_ssize_t k = 0; k < size; k++) {
+            PyObject *value = PyDict_GetItemWithError(obj, PyTuple_GET_ITEM(keys, k));
+            if (value == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            if (!match_node(PyTuple_GET_ITEM(children, k), value, leaves, n, max))
+                return 0;
+        }
+        return 1;
+    }
+    int is_tuple = tag == LAYOUT_TUPLE;
+    if (is_tuple ? !PyTuple_CheckExact(obj) || PyTuple_GET_SIZE(obj) != size
+                 : !PyList_CheckExact(obj) || PyList_GET_SIZE(obj) != size)
+        return 0;
+    for (Py_ssize_t k = 0; k < size; k++)
+        if (!match_node(PyTuple_GET_ITEM(children, k), is_tuple ? PyTuple_GET_ITEM(obj, k) : PyList_GET_ITEM(obj, k),
+                        leaves, n, max))
+            return 0;
+    return 1;
+}
+
 /* The entry's inputs, in order, if the arguments have exactly its structure and leaves (borrowed
  * references into `leaves`); 0 otherwise. Anything else goes to the Python path. */
 static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssize_t nargs, PyObject **leaves)
@@ -505,24 +579,11 @@ static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssi
     } else {
         if (nargs != PyTuple_GET_SIZE(entry->layout))
             return 0;
-        for (Py_ssize_t i = 0; i < nargs; i++) {
-            PyObject *keys = PyTuple_GET_ITEM(entry->layout, i);
-            if (keys == Py_None) {
-                leaves[n++] = args[i];
-                continue;
-            }
-            Py_ssize_t n_keys = PyTuple_GET_SIZE(keys);
-            if (!PyDict_CheckExact(args[i]) || PyDict_GET_SIZE(args[i]) != n_keys || !only_str_keys(args[i]))
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            if (!match_node(PyTuple_GET_ITEM(entry->layout, i), args[i], leaves, &n, entry->n_in))
                 return 0;
-            for (Py_ssize_t k = 0; k < n_keys; k++) {
-                PyObject *value = PyDict_GetItemWithError(args[i], PyTuple_GET_ITEM(keys, k));
-                if (value == NULL) {
-                    PyErr_Clear();
-                    return 0;
-                }
-                leaves[n++] = value;
-            }
-        }
+        if (n != entry->n_in)
+            return 0;
     }
     for (int i = 0; i < n; i++)
         if (!leaf_matches(&entry->specs[i], leaves[i]))
@@ -842,6 +903,10 @@ PyMODINIT_FUNC PyInit__dispatch(void)
         PyModule_AddObjectRef(module, "Entry", (PyObject *)&EntryType) < 0 ||
         PyModule_AddObjectRef(module, "Dispatcher", (PyObject *)&DispatcherType) < 0 ||
         PyModule_AddIntConstant(module, "MAX_POINTERS", MAX_POINTERS) < 0 ||
+        PyModule_AddIntConstant(module, "LAYOUT_DICT", LAYOUT_DICT) < 0 ||
+        PyModule_AddIntConstant(module, "LAYOUT_TUPLE", LAYOUT_TUPLE) < 0 ||
+        PyModule_AddIntConstant(module, "LAYOUT_LIST", LAYOUT_LIST) < 0 ||
+        PyModule_AddIntConstant(module, "LAYOUT_NONE", LAYOUT_NONE) < 0 ||
         PyModule_AddIntConstant(module, "TABLE_SIZE", TABLE_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "POOL_MIN_BYTES", (long)POOL_MIN_BYTES) < 0 ||
         PyModule_AddIntConstant(module, "POOL_MAX_BLOCKS", POOL_MAX_BLOCKS) < 0) {

@@ -1,8 +1,8 @@
 """The C fast path of jitted calls (csrc/dispatch.c -> tracejit._dispatch).
 
-A call whose positional arguments are plain, C-contiguous, aligned ndarrays, flat dicts of them
-with str keys, or Python floats, of a signature compiled before, runs in C; every other call takes
-the Python path (`Jitted._call_python`) with
+A call whose positional arguments are plain, C-contiguous, aligned ndarrays or Python floats, alone
+or in dicts with str keys, tuples and lists, of a signature compiled before, runs in C; every other
+call takes the Python path (`Jitted._call_python`) with
 its conversions and errors. Each test checks results against numpy and against the Python path,
 and which path ran: a spy on `_call_python` counts the calls that reached Python.
 """
@@ -270,6 +270,45 @@ def test_a_training_step_with_dict_params_and_a_python_float_runs_in_c(rng):
         same(new, f._call_python(params, x, 0.1))
         params = new
     assert spy.calls == 3  # the spy's own direct calls only
+
+
+def mlp(layers, x, extra):
+    for w, b in layers:
+        x = np.tanh(x @ w + b)
+    return x * extra["scale"][0], [x.sum(), None]
+
+
+def mlp_args(rng, n_layers=2):
+    layers = [(rng.standard_normal((4, 4)).astype(np.float32), np.zeros(4, np.float32)) for _ in range(n_layers)]
+    return layers, rng.standard_normal((3, 4)).astype(np.float32), {"scale": [np.float32(2.0)], "unused": None}
+
+
+@needs_c
+def test_nested_lists_tuples_dicts_and_none_run_in_c(rng):
+    f = tj.jit(mlp)
+    args = mlp_args(rng)
+    spy = warm(f, *args)
+    same(f(*args), f._call_python(*args))
+    assert spy.calls == 1  # the spy's own direct call only
+    np.testing.assert_allclose(f(*args)[0], mlp(*args)[0], rtol=1e-5, atol=1e-6)
+
+
+@needs_c
+@pytest.mark.parametrize("variant", ["one more layer", "tuple for list", "list for tuple", "array for None",
+                                     "python int scale"])
+def test_other_nestings_take_the_python_path(variant, rng):
+    f = tj.jit(mlp)
+    layers, x, extra = mlp_args(rng)
+    spy = warm(f, layers, x, extra)
+    changed = {"one more layer": lambda: (layers + layers[:1], x, extra),
+               "tuple for list": lambda: (tuple(layers), x, extra),
+               "list for tuple": lambda: ([list(layer) for layer in layers], x, extra),
+               "array for None": lambda: (layers, x, {**extra, "unused": x}),
+               "python int scale": lambda: (layers, x, {**extra, "scale": [2]})}[variant]()
+    got = f(*changed)
+    assert spy.calls == 1  # that call took the Python path
+    same(got, f._call_python(*changed))
+    np.testing.assert_allclose(got[0], mlp(*changed)[0], rtol=1e-5, atol=1e-6)
 
 
 def add_w(p, x):

@@ -18,11 +18,12 @@ from .trace import tracing
 from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
 
 try:  # the C dispatcher (csrc/dispatch.c): calls matching a compiled signature skip the Python path
+    from . import _dispatch
     from ._dispatch import Dispatcher as _CallBase
-    from ._dispatch import set_trace_state
 
-    set_trace_state(tracing._state)  # it leaves calls made while tracing to the Python path
+    _dispatch.set_trace_state(tracing._state)  # it leaves calls made while tracing to the Python path
 except ImportError:  # installed without a C compiler or Python headers: every call takes the Python path
+    _dispatch = None
     _CallBase = object
 
 MANY_SIGNATURES = 8  # warn when a function has been compiled for this many signatures
@@ -82,11 +83,13 @@ class _Compiled:
 
 
 def _fast_entry(key, compiled: _Compiled):
-    """The C dispatcher's Entry for a signature whose positional arguments are arrays, flat dicts
-    of arrays with str keys (a model's parameters) or Python floats (a learning rate), with no
-    keywords or static arguments and dtypes already the ones compiled; else None. Any call the
+    """The C dispatcher's Entry for a signature whose positional arguments are arrays or Python
+    floats (a learning rate), alone or in dicts with str keys, tuples and lists (a model's
+    parameters), with no keywords or static arguments and dtypes already the ones compiled; else None. Any call the
     Entry matches then has this very key, so it runs the same program the Python path would pick."""
     treedef, leaf_specs, static = key
+    if _dispatch is None:
+        return None
     layout = _positional_layout(treedef)
     if static or layout is None:
         return None
@@ -104,21 +107,28 @@ def _fast_entry(key, compiled: _Compiled):
 
 
 def _positional_layout(treedef) -> tuple | None:
-    """Per positional argument, None (one leaf) or the keys of a flat dict of leaves with str keys,
-    in flattening order; None when the call has keywords or other structures."""
+    """Per positional argument, its layout node for the C dispatcher (see _layout_node); None when
+    the call has keywords, or a structure the dispatcher does not walk."""
     args, kwargs = treedef.children if treedef.kind == "tuple" and len(treedef.children) == 2 else (None, None)
     if args is None or args.kind != "tuple" or kwargs.kind != "dict" or kwargs.children:
         return None
-    layout = []
-    for arg in args.children:
-        if arg.kind == "leaf":
-            layout.append(None)
-        elif (arg.kind == "dict" and all(child.kind == "leaf" for child in arg.children)
-              and all(type(k) is str for k in arg.keys)):
-            layout.append(arg.keys)
-        else:
-            return None
-    return tuple(layout)
+    nodes = tuple(_layout_node(arg) for arg in args.children)
+    return None if any(node is False for node in nodes) else nodes
+
+
+def _layout_node(treedef):
+    """None for a leaf, (LAYOUT_DICT, keys, nodes) for a dict with str keys, (LAYOUT_TUPLE, nodes),
+    (LAYOUT_LIST, nodes), (LAYOUT_NONE,); False for anything else (it stays on the Python path)."""
+    if treedef.kind == "leaf":
+        return None
+    if treedef.kind == "none":
+        return (_dispatch.LAYOUT_NONE,)
+    children = tuple(_layout_node(child) for child in treedef.children)
+    if any(child is False for child in children):
+        return False
+    if treedef.kind == "dict":
+        return (_dispatch.LAYOUT_DICT, treedef.keys, children) if all(type(k) is str for k in treedef.keys) else False
+    return (_dispatch.LAYOUT_TUPLE if treedef.kind == "tuple" else _dispatch.LAYOUT_LIST, children)
 
 
 def _output_packing(treedef):
