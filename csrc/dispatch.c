@@ -178,7 +178,7 @@ typedef struct {
     LockObject *lock;           /* NULL when the program has no workspace */
     int release_gil;
     PyObject *owner;            /* keeps the library, constants and workspace alive */
-    PyObject *layout;           /* per positional argument: None (one leaf) or the keys of a flat dict */
+    PyObject *layout;           /* NULL, or one layout node per positional argument (see parse_layout) */
 } EntryObject;
 
 static PyTypeObject EntryType;

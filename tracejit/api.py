@@ -85,8 +85,9 @@ class _Compiled:
 def _fast_entry(key, compiled: _Compiled):
     """The C dispatcher's Entry for a signature whose positional arguments are arrays or Python
     floats (a learning rate), alone or in dicts with str keys, tuples and lists (a model's
-    parameters), with no keywords or static arguments and dtypes already the ones compiled; else None. Any call the
-    Entry matches then has this very key, so it runs the same program the Python path would pick."""
+    parameters), with no keywords or static arguments and dtypes already the ones compiled; else
+    None. Any call the Entry matches then has this very key, so it runs the same program the
+    Python path would pick."""
     treedef, leaf_specs, static = key
     if _dispatch is None:
         return None
@@ -200,8 +201,8 @@ class Lowered:
 class Jitted(_CallBase):
     """A function compiled per signature. Calls inside another trace are inlined.
 
-    With the C extension, a call whose positional arguments are ndarrays, flat dicts of them or
-    Python floats, matching a signature compiled before, runs entirely in C
+    With the C extension, a call whose positional arguments are ndarrays or Python floats, alone
+    or nested in dicts, tuples and lists, matching a signature compiled before, runs entirely in C
     (tracejit._dispatch.Dispatcher.__call__); every other call goes to `_call_python`, which adds
     its signature to the dispatcher's table when eligible (see _fast_entry)."""
 

@@ -181,8 +181,8 @@ class Executable:
         """This signature as the C dispatcher calls it (a tracejit._dispatch.Entry), or None without
         the extension or for more parameters than it handles. `pack` says how the outputs come back:
         'leaf' (the one output), 'tuple', 'list', or a callable taking the list of outputs; `layout`
-        how the positional arguments hold the inputs (None: one each; else per argument None or a
-        flat dict's keys); `python_floats` which inputs are passed as Python floats."""
+        how the positional arguments hold the inputs (None: one each; else one layout node per
+        argument, see api._layout_node); `python_floats` which inputs are passed as Python floats."""
         if _dispatch is None or self._n_in + len(self._out_specs) + len(self._hidden) > _dispatch.MAX_POINTERS:
             return None
         address = self.library.ffi.cast
