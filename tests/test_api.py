@@ -2,6 +2,8 @@
 its numpy rendering. Results are compared with numpy running the same code."""
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 import pytest
 
@@ -67,11 +69,61 @@ def test_pytrees_in_and_out():
     assert out["tuple"][0].dtype == np.float32
 
 
+# A namedtuple is a node, as in JAX: its fields are flattened and it comes back as its own class.
+Adam = namedtuple("Adam", "m v")
+Other = namedtuple("Other", "m v")
+
+
+def test_namedtuples_in_and_out_keep_their_class():
+    @tj.jit
+    def step(state, g):
+        m = 0.9 * state.m + 0.1 * g
+        return Adam(m, state.v + g * g), {"norm": Other(np.sqrt(np.sum(m * m)), None)}
+
+    state = Adam(np.ones(3, np.float32), np.zeros(3, np.float32))
+    g = np.arange(3, dtype=np.float32)
+    for _ in range(2):  # the second call runs from the signature cache
+        new, extra = step(state, g)
+        assert type(new) is Adam and type(extra["norm"]) is Other and extra["norm"].v is None
+        np.testing.assert_array_equal(new.m, 0.9 * state.m + np.float32(0.1) * g)
+        np.testing.assert_array_equal(new.v, state.v + g * g)
+        np.testing.assert_allclose(extra["norm"].m, np.linalg.norm(new.m), rtol=1e-6)
+
+
+def test_namedtuple_input_names_and_gradients():
+    def loss(state, x):
+        return np.sum(np.tanh(x @ state.m) * state.v)
+
+    state = Adam(np.full((2, 2), 0.5), np.array([1.0, -2.0]))
+    x = np.array([[1.0, 2.0]])
+    assert "%state_m:f64[2,2]" in tj.jit(loss).lower(state, x).ir
+    grads = tj.jit(tj.grad(loss))(state, x)
+    assert type(grads) is Adam
+    eps = 1e-6
+    for field in Adam._fields:
+        for i in np.ndindex(getattr(state, field).shape):
+            up, down = (state._replace(**{field: getattr(state, field).copy()}) for _ in range(2))
+            getattr(up, field)[i] += eps
+            getattr(down, field)[i] -= eps
+            numeric = (loss(up, x) - loss(down, x)) / (2 * eps)
+            np.testing.assert_allclose(getattr(grads, field)[i], numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_a_namedtuple_is_not_a_tuple_of_the_same_leaves():
+    fun, calls = counting(lambda t: t[0] + t[1])
+    f = tj.jit(fun)
+    a, b = np.ones(2, np.float32), np.full(2, 3.0, np.float32)
+    for tree in [(a, b), Adam(a, b), Other(a, b), (a, b), Adam(a, b)]:
+        np.testing.assert_array_equal(f(tree), a + b)
+    assert len(calls) == 3  # tuple, Adam and Other: three structures, each traced once
+
+
 PYTREES = [
     {"a": np.ones(2), "b": (np.zeros(1), None, [1.0, 2])},
     ({"a": np.ones(2)}, [np.zeros(3)], 0.5),
     [None, (), {}, np.float32(1)],
     {"a": {"b": {"c": np.ones(1)}}},
+    Adam(np.ones(2), [Other(None, 1.0)]),
 ]
 
 
@@ -89,6 +141,10 @@ def test_flatten_as_matches_flatten_on_the_same_structure(tree):
     ((np.ones(2), 1), (np.ones(2),)),                 # length
     ((np.ones(2), None), (np.ones(2), np.ones(1))),   # None vs leaf
     ((np.ones(2), np.ones(1)), (np.ones(2), (np.ones(1),))),  # leaf vs subtree
+    (Adam(np.ones(2), 1), (np.ones(2), 1)),           # namedtuple vs tuple
+    ((np.ones(2), 1), Adam(np.ones(2), 1)),           # tuple vs namedtuple
+    (Adam(np.ones(2), 1), Other(np.ones(2), 1)),      # another namedtuple class
+    (np.ones(2), Adam(np.ones(2), 1)),                # leaf vs namedtuple
 ])
 def test_flatten_as_refuses_another_structure(tree, other):
     assert pytree.flatten_as(other, pytree.flatten(tree)[1]) is None

@@ -171,6 +171,22 @@ def test_fori_loop_pytree_carry_and_empty_range(x3):
     assert_same(tj.fori_loop(5, 3, body, init), init)  # upper < lower: no step
 
 
+def test_namedtuple_carry_through_fori_loop_and_cond_keeps_its_class(x3):
+    from collections import namedtuple
+    Carry = namedtuple("Carry", "x n")
+
+    def fun(x):
+        c = tj.fori_loop(0, 3, lambda i, c: Carry(c.x * 2.0, c.n + 1.0), Carry(x, 0.0))
+        return tj.cond(np.sum(x) > 0, lambda c: Carry(c.x, c.n), lambda c: Carry(-c.x, -c.n), c)
+
+    for x in (x3, -x3):
+        got = tj.jit(fun)(x)
+        assert type(got) is Carry
+        want = Carry(x * 8.0, 3.0) if np.sum(x) > 0 else Carry(-x * 8.0, -3.0)
+        assert_same(tuple(got), tuple(want))
+    np.testing.assert_array_equal(tj.jit(tj.grad(lambda x: np.sum(fun(x).x)))(x3), np.full(3, 8.0 * np.sign(np.sum(x3))))
+
+
 def test_fori_loop_with_traced_bound_is_a_while_loop(x3):
     fun = tj.jit(lambda n, x: tj.fori_loop(0, n, lambda i, c: c * 1.5 + i, x))
     for n in (0, 1, 7):

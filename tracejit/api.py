@@ -129,6 +129,8 @@ def _layout_node(treedef):
         return False
     if treedef.kind == "dict":
         return (_dispatch.LAYOUT_DICT, treedef.keys, children) if all(type(k) is str for k in treedef.keys) else False
+    if treedef.kind == "namedtuple":  # the dispatcher checks exact tuples; these take the Python path
+        return False
     return (_dispatch.LAYOUT_TUPLE if treedef.kind == "tuple" else _dispatch.LAYOUT_LIST, children)
 
 
@@ -144,8 +146,10 @@ def _output_packing(treedef):
 
 def _unflattener(treedef):
     """`outs -> pytree.unflatten(treedef, outs)` as one Python expression (5x faster than walking
-    the treedef on every call); the walk itself when a dict key is not a plain str or int."""
+    the treedef on every call); the walk itself when a dict key is not a plain str or int.
+    Namedtuple classes are passed in by name (nt0, nt1, ...)."""
     leaves = iter(range(treedef.num_leaves))
+    classes: dict = {}
 
     def expression(tree) -> str | None:
         if tree.kind == "leaf":
@@ -153,16 +157,20 @@ def _unflattener(treedef):
         if tree.kind == "none":
             return "None"
         items = [expression(child) for child in tree.children]
-        if None in items or any(type(k) not in (str, int) for k in tree.keys):
+        if None in items or (tree.kind == "dict" and any(type(k) not in (str, int) for k in tree.keys)):
             return None
         if tree.kind == "dict":
             return "{" + ", ".join(f"{k!r}: {item}" for k, item in zip(tree.keys, items)) + "}"
+        if tree.kind == "namedtuple":
+            name = classes.setdefault(tree.node_type, f"nt{len(classes)}")
+            return f"{name}({', '.join(items)})"
         return f"[{', '.join(items)}]" if tree.kind == "list" else f"({''.join(i + ', ' for i in items)})"
 
     text = expression(treedef)
     if text is None:
         return functools.partial(pytree.unflatten, treedef)
-    return eval(f"lambda o: {text}")  # noqa: S307 - built from our treedef; keys are str/int reprs
+    namespace = {name: cls for cls, name in classes.items()}
+    return eval(f"lambda o: {text}", namespace)  # noqa: S307 - built from our treedef; keys are str/int reprs
 
 
 class Lowered:
@@ -357,12 +365,7 @@ def _named_dynamic_args(fun, args, kwargs, static, unknown_as_argn=False) -> lis
 
 
 def _leaf_names(base, tree) -> list[str]:
-    _, treedef = pytree.flatten(tree)
-    out = []
-    for path in pytree.leaf_paths(treedef):
-        parts = [p.strip("'\"") for p in path.replace("][", "|").strip("[]").split("|") if p]
-        out.append("_".join([base] + parts))
-    return out
+    return ["_".join((base,) + keys) for keys in pytree.leaf_keys(pytree.flatten(tree)[1])]
 
 
 def jit(fun=None, *, static_argnums=(), static_argnames=()):

@@ -1,4 +1,4 @@
-"""Flatten and unflatten pytrees: nested dict / list / tuple / None with array or scalar leaves."""
+"""Flatten and unflatten pytrees: nested dict / list / tuple / namedtuple / None with array or scalar leaves."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,17 +7,20 @@ import numpy as np
 
 
 class TreeDef:
-    """Hashable structure of a pytree. kind is 'leaf', 'none', 'tuple', 'list' or 'dict'; `keys` are
-    a dict's keys, sorted, as in JAX. Immutable by convention; the hash is computed once, because
-    every jitted call looks its signature (which holds a TreeDef) up in a dict."""
+    """Hashable structure of a pytree. kind is 'leaf', 'none', 'tuple', 'list', 'dict' or
+    'namedtuple'; `keys` are a dict's keys, sorted, as in JAX, or a namedtuple's fields, and
+    `node_type` is the namedtuple's class (rebuilt as that class, as JAX does). Immutable by
+    convention; the hash is computed once, because every jitted call looks its signature (which
+    holds a TreeDef) up in a dict."""
 
-    __slots__ = ("kind", "children", "keys", "_hash")
+    __slots__ = ("kind", "children", "keys", "node_type", "_hash")
 
-    def __init__(self, kind: str, children: tuple = (), keys: tuple = ()):
+    def __init__(self, kind: str, children: tuple = (), keys: tuple = (), node_type: type | None = None):
         self.kind = kind
         self.children = children
         self.keys = keys
-        self._hash = hash((kind, children, keys))
+        self.node_type = node_type
+        self._hash = hash((kind, children, keys, node_type))
 
     def __hash__(self) -> int:
         return self._hash
@@ -26,7 +29,7 @@ class TreeDef:
         if self is other:
             return True
         return (isinstance(other, TreeDef) and self._hash == other._hash and self.kind == other.kind
-                and self.keys == other.keys and self.children == other.children)
+                and self.node_type is other.node_type and self.keys == other.keys and self.children == other.children)
 
     @property
     def num_leaves(self) -> int:
@@ -41,6 +44,8 @@ class TreeDef:
             return "None"
         if self.kind == "dict":
             return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.keys, self.children)) + "}"
+        if self.kind == "namedtuple":
+            return f"{self.node_type.__name__}(" + ", ".join(f"{k}={c!r}" for k, c in zip(self.keys, self.children)) + ")"
         inner = ", ".join(map(repr, self.children))
         return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
 
@@ -64,9 +69,11 @@ def _flatten_into(tree, leaves: list) -> TreeDef:
     if isinstance(tree, dict):
         keys = tuple(sorted(tree))
         return TreeDef("dict", tuple(_flatten_into(tree[k], leaves) for k in keys), keys)
-    if isinstance(tree, (tuple, list)) and not _is_namedtuple(tree):
-        kind = "tuple" if isinstance(tree, tuple) else "list"
-        return TreeDef(kind, tuple(_flatten_into(x, leaves) for x in tree))
+    if isinstance(tree, (tuple, list)):
+        children = tuple(_flatten_into(x, leaves) for x in tree)
+        if _is_namedtuple(tree):
+            return TreeDef("namedtuple", children, tuple(tree._fields), type(tree))
+        return TreeDef("tuple" if isinstance(tree, tuple) else "list", children)
     leaves.append(tree)
     return LEAF
 
@@ -84,7 +91,7 @@ def _match_into(tree, treedef: TreeDef, leaves: list) -> bool:
         if type(tree) is np.ndarray:
             leaves.append(tree)
             return True
-        if tree is None or isinstance(tree, (dict, list)) or (isinstance(tree, tuple) and not _is_namedtuple(tree)):
+        if tree is None or isinstance(tree, (dict, list, tuple)):
             return False
         leaves.append(tree)
         return True
@@ -97,8 +104,12 @@ def _match_into(tree, treedef: TreeDef, leaves: list) -> bool:
             if key not in tree or not _match_into(tree[key], child, leaves):
                 return False
         return True
-    expected = tuple if kind == "tuple" else list
-    if not isinstance(tree, expected) or _is_namedtuple(tree) or len(tree) != len(treedef.children):
+    if kind == "namedtuple":
+        if type(tree) is not treedef.node_type:
+            return False
+    elif not isinstance(tree, tuple if kind == "tuple" else list) or _is_namedtuple(tree):
+        return False
+    if len(tree) != len(treedef.children):
         return False
     for item, child in zip(tree, treedef.children):
         if not _match_into(item, child, leaves):
@@ -127,20 +138,39 @@ def _build(treedef: TreeDef, it):
     children = [_build(child, it) for child in treedef.children]
     if treedef.kind == "dict":
         return dict(zip(treedef.keys, children))
+    if treedef.kind == "namedtuple":
+        return treedef.node_type(*children)
     return tuple(children) if treedef.kind == "tuple" else children
 
 
 def leaf_paths(treedef: TreeDef, prefix: str = "") -> list[str]:
-    """Human-readable path of each leaf, e.g. "params['W1']" — used in error messages."""
+    """Human-readable path of each leaf, e.g. "params['W1']" or "state.velocity[0]" — used in error
+    messages."""
     if treedef.kind == "leaf":
         return [prefix]
     if treedef.kind == "none":
         return []
     paths: list[str] = []
-    labels = [repr(k) for k in treedef.keys] if treedef.kind == "dict" else [str(i) for i in range(len(treedef.children))]
-    for label, child in zip(labels, treedef.children):
-        paths.extend(leaf_paths(child, f"{prefix}[{label}]"))
+    if treedef.kind == "dict":
+        steps = [f"[{k!r}]" for k in treedef.keys]
+    elif treedef.kind == "namedtuple":
+        steps = [f".{field}" for field in treedef.keys]
+    else:
+        steps = [f"[{i}]" for i in range(len(treedef.children))]
+    for step, child in zip(steps, treedef.children):
+        paths.extend(leaf_paths(child, prefix + step))
     return paths
+
+
+def leaf_keys(treedef: TreeDef) -> list[tuple[str, ...]]:
+    """The keys on the way to each leaf, as text: ("0", "W1") for the path "[0]['W1']"; IR names
+    of inputs are made of them."""
+    if treedef.kind == "leaf":
+        return [()]
+    if treedef.kind == "none":
+        return []
+    keys = treedef.keys if treedef.kind in ("dict", "namedtuple") else range(len(treedef.children))
+    return [(str(key),) + rest for key, child in zip(keys, treedef.children) for rest in leaf_keys(child)]
 
 
 def tree_map(fn, tree, *rest):

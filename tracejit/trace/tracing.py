@@ -142,22 +142,15 @@ def output_value(tr: Trace, leaf) -> Value:
     if isinstance(leaf, Tracer) or isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
         return to_value(leaf, tr)
     raise TracejitError(
-        f"a traced function returned a {type(leaf).__name__}; outputs must be pytrees (dict/list/tuple/None) "
+        f"a traced function returned a {type(leaf).__name__}; outputs must be pytrees (dict/list/tuple/namedtuple/None) "
         f"of arrays or scalars (at {user_location()})"
     )
 
 
 def pytree_leaf_names(treedef: pytree.TreeDef) -> list[str]:
     """IR names for argument leaves: arg0, params_W1, ..."""
-    paths = pytree.leaf_paths(treedef)
-    names = []
-    for path in paths:
-        parts = [p.strip("[]'\"") for p in path.split("][")]
-        first = parts[0]
-        head = f"arg{first}" if first.isdigit() else first
-        rest = [p for p in parts[1:]]
-        names.append("_".join([head] + rest) if rest else head)
-    return names
+    return ["_".join((f"arg{keys[0]}" if keys[0].isdigit() else keys[0],) + keys[1:]) if keys else "arg"
+            for keys in pytree.leaf_keys(treedef)]
 
 
 def bind_graph(graph: Graph, inputs: list[Value], trace: Trace) -> list[Value]:
