@@ -3,16 +3,16 @@
  * A call such as `f(x)` with `f = tj.jit(lambda x: x * 2 + 1)` spends ~10 us in Python (flatten the
  * arguments, build the signature key, check each array, allocate the outputs, one cffi call,
  * unflatten) around a C program that runs in nanoseconds. This module does that hot path in C for
- * the common case: positional arguments that are plain, C-contiguous, aligned ndarrays (or numpy
- * scalars where a 0-d array is compiled) or Python floats (a learning rate), alone or in dicts
- * with str keys, tuples and lists (a model's parameters), of exactly the structure, shapes and
- * dtypes of a signature already compiled.
+ * the common case: positional or keyword arguments that are plain, C-contiguous, aligned ndarrays
+ * (or numpy scalars where a 0-d array is compiled) or Python floats (a learning rate), alone or in
+ * dicts with str keys, tuples and lists (a model's parameters), of exactly the structure, shapes
+ * and dtypes of a signature already compiled.
  *
  *   Dispatcher  base class of tracejit.api.Jitted. Its tp_call looks the arguments up in a small
  *               table of Entries (most recently used first); on a match it runs the Entry, on
- *               anything else (keyword arguments, Python ints and bools, dict subclasses or
- *               non-str keys, namedtuples, tracers, other shapes or dtypes, strided or misaligned arrays, a new signature, a
- *               call made while tracing) it calls the Python method `_call_python(*args,
+ *               anything else (Python ints and bools, dict subclasses or non-str keys,
+ *               namedtuples, tracers, other shapes or dtypes, strided or misaligned arrays, a new
+ *               signature, static arguments, a call made while tracing) it calls the Python method `_call_python(*args,
  *               **kwargs)`, which is the full path with all its conversions and error messages,
  *               and which adds Entries to the table.
  *   Entry       one compiled signature: the address of the generated `tj_main`, the input and
@@ -179,6 +179,7 @@ typedef struct {
     int release_gil;
     PyObject *owner;            /* keeps the library, constants and workspace alive */
     PyObject *layout;           /* NULL, or one layout node per positional argument (see parse_layout) */
+    PyObject *keywords;         /* NULL, or a LAYOUT_DICT node: the keyword arguments (with a layout) */
 } EntryObject;
 
 static PyTypeObject EntryType;
@@ -267,7 +268,8 @@ static int parse_pack(EntryObject *self, PyObject *pack)
 /* layout: None (every positional argument is one input array), or a tuple of layout nodes, one
  * per positional argument. A node is None (one array), (LAYOUT_DICT, keys, nodes) for a dict of
  * exactly those str keys (in the order pytree.flatten gives, sorted), (LAYOUT_TUPLE, nodes) or
- * (LAYOUT_LIST, nodes) for a tuple or list of that length, or (LAYOUT_NONE,) for None. */
+ * (LAYOUT_LIST, nodes) for a tuple or list of that length, or (LAYOUT_NONE,) for None.
+ * keywords: None, or a LAYOUT_DICT node for the keyword arguments (then layout is a tuple). */
 enum { LAYOUT_DICT, LAYOUT_TUPLE, LAYOUT_LIST, LAYOUT_NONE };
 
 static int layout_tag(PyObject *node)
@@ -313,24 +315,37 @@ bad:
     return -1;
 }
 
-static int parse_layout(EntryObject *self, PyObject *layout)
+static int parse_layout(EntryObject *self, PyObject *layout, PyObject *keywords)
 {
-    if (layout == Py_None)
+    if (layout == Py_None && keywords == Py_None)
         return 0;
     Py_ssize_t leaves = 0;
     if (!PyTuple_Check(layout)) {
-        PyErr_SetString(PyExc_TypeError, "tracejit: layout is None or a tuple of layout nodes");
+        PyErr_SetString(PyExc_TypeError, "tracejit: layout is None or a tuple of layout nodes (not None "
+                        "when there are keywords)");
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(layout); i++)
         if (check_layout_node(PyTuple_GET_ITEM(layout, i), &leaves, 0) < 0)
             return -1;
+    if (keywords != Py_None) {  /* leaves follow the positional ones, keys sorted: as pytree flattens a call */
+        if (check_layout_node(keywords, &leaves, 0) < 0)
+            return -1;
+        if (layout_tag(keywords) != LAYOUT_DICT) {
+            PyErr_SetString(PyExc_ValueError, "tracejit: keywords is None or a (DICT, str keys, nodes) layout node");
+            return -1;
+        }
+    }
     if (leaves != self->n_in) {
         PyErr_SetString(PyExc_ValueError, "tracejit: the layout's leaves do not match the inputs");
         return -1;
     }
     Py_INCREF(layout);
     self->layout = layout;
+    if (keywords != Py_None) {
+        Py_INCREF(keywords);
+        self->keywords = keywords;
+    }
     return 0;
 }
 
@@ -358,13 +373,14 @@ static int parse_python_floats(EntryObject *self, PyObject *python_floats)
 static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"main", "hidden", "bad_index", "inputs", "outputs", "pack", "on_error", "lock",
-                               "release_gil", "owner", "layout", "python_floats", NULL};
+                               "release_gil", "owner", "layout", "python_floats", "keywords", NULL};
     PyObject *main, *hidden, *bad_index, *inputs, *outputs, *pack, *on_error, *lock, *owner;
-    PyObject *layout = Py_None, *python_floats = NULL;
+    PyObject *layout = Py_None, *python_floats = NULL, *keyword_layout = Py_None;
     int release_gil;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO!O!OOOpO|OO!:Entry", keywords, &main, &PyTuple_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO!O!OOOpO|OO!O:Entry", keywords, &main, &PyTuple_Type,
                                      &hidden, &bad_index, &PyList_Type, &inputs, &PyList_Type, &outputs, &pack,
-                                     &on_error, &lock, &release_gil, &owner, &layout, &PyTuple_Type, &python_floats))
+                                     &on_error, &lock, &release_gil, &owner, &layout, &PyTuple_Type, &python_floats,
+                                     &keyword_layout))
         return NULL;
     Py_ssize_t n_in = PyList_GET_SIZE(inputs), n_out = PyList_GET_SIZE(outputs), n_hidden = PyTuple_GET_SIZE(hidden);
     if (n_in + n_out + n_hidden + 1 > MAX_POINTERS) {
@@ -418,7 +434,7 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < n_hidden; i++)
         if ((self->hidden[i] = address_of(PyTuple_GET_ITEM(hidden, i))) == NULL)
             goto fail;
-    if (parse_layout(self, layout) < 0 || parse_python_floats(self, python_floats) < 0)
+    if (parse_layout(self, layout, keyword_layout) < 0 || parse_python_floats(self, python_floats) < 0)
         goto fail;
     if ((self->bad_index = address_of(bad_index)) == NULL)
         goto fail;
@@ -441,6 +457,7 @@ static int Entry_traverse(EntryObject *self, visitproc visit, void *arg)
     Py_VISIT(self->lock);
     Py_VISIT(self->owner);
     Py_VISIT(self->layout);
+    Py_VISIT(self->keywords);
     return 0;
 }
 
@@ -451,6 +468,7 @@ static int Entry_clear(EntryObject *self)
     Py_CLEAR(self->lock);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->layout);
+    Py_CLEAR(self->keywords);
     return 0;
 }
 
@@ -567,10 +585,14 @@ static int match_node(PyObject *node, PyObject *obj, PyObject **leaves, int *n, 
 }
 
 /* The entry's inputs, in order, if the arguments have exactly its structure and leaves (borrowed
- * references into `leaves`); 0 otherwise. Anything else goes to the Python path. */
-static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssize_t nargs, PyObject **leaves)
+ * references into `leaves`); 0 otherwise. Anything else goes to the Python path. `kwargs`: NULL
+ * or a non-empty dict of the keyword arguments. */
+static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssize_t nargs, PyObject *kwargs,
+                         PyObject **leaves)
 {
     int n = 0;
+    if ((kwargs != NULL) != (entry->keywords != NULL))
+        return 0;
     if (entry->layout == NULL) {
         if (nargs != entry->n_in)
             return 0;
@@ -582,6 +604,8 @@ static int entry_matches(const EntryObject *entry, PyObject *const *args, Py_ssi
         for (Py_ssize_t i = 0; i < nargs; i++)
             if (!match_node(PyTuple_GET_ITEM(entry->layout, i), args[i], leaves, &n, entry->n_in))
                 return 0;
+        if (kwargs != NULL && !match_node(entry->keywords, kwargs, leaves, &n, entry->n_in))
+            return 0;
         if (n != entry->n_in)
             return 0;
     }
@@ -739,13 +763,15 @@ typedef struct {
 static PyObject *Dispatcher_call(DispatcherObject *self, PyObject *args, PyObject *kwargs)
 {
     /* tracing_now() first: it may allocate, and so run the GC and any code, which may change the table */
-    if (self->n_entries > 0 && (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) && !tracing_now()) {
+    if (self->n_entries > 0 && !tracing_now()) {
         PyObject *const *items = PySequence_Fast_ITEMS(args);
         Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+        if (kwargs != NULL && PyDict_GET_SIZE(kwargs) == 0)
+            kwargs = NULL;
         PyObject *leaves[MAX_POINTERS];
         for (int i = 0; i < self->n_entries; i++) {
             EntryObject *entry = self->table[i];
-            if (!entry_matches(entry, items, nargs, leaves))
+            if (!entry_matches(entry, items, nargs, kwargs, leaves))
                 continue;
             if (i > 0) {  /* move to the front: a loop calling one signature matches at once */
                 memmove(&self->table[1], &self->table[0], (size_t)i * sizeof(EntryObject *));

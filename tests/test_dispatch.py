@@ -44,9 +44,9 @@ class SlowPathSpy:
         jitted._call_python = spy  # the dispatcher looks the method up on the instance
 
 
-def warm(jitted, *args):
-    """Compile and register the signature of `args`; returns a spy armed after it."""
-    jitted(*args)
+def warm(jitted, *args, **kwargs):
+    """Compile and register the signature of the arguments; returns a spy armed after it."""
+    jitted(*args, **kwargs)
     return SlowPathSpy(jitted)
 
 
@@ -206,20 +206,56 @@ def test_argument_errors_are_the_python_paths(rng):
 
 
 @needs_c
-def test_keywords_ints_and_bools_take_the_python_path_python_floats_run_in_c(rng):
+def test_ints_and_bools_take_the_python_path_python_floats_run_in_c(rng):
     f = tj.jit(lambda x, y: x + y)
     x = np.arange(4, dtype=np.float32)
     spy = warm(f, x, x)
-    same(f(x, y=x), x + x)
     same(f(x, 2.0), x + 2.0)  # a weak scalar: float32 result; compiled, then ...
     same(f(x, 2.5), x + 2.5)  # ... in C, any value
     same(f(x, np.array(2.0)), x + np.array(2.0))  # a 0-d float64 array is not weak: float64
     same(f(x, np.array(2.0)), x + np.array(2.0))
-    assert spy.calls == 3
+    assert spy.calls == 2
     same(f(x, 2), x + 2)  # ints and bools keep numpy's conversion checks in Python
     same(f(x, 2), x + 2)
     same(f(x, True), x + True)
-    assert spy.calls == 6
+    assert spy.calls == 5
+
+
+def scaled_sum(x, y, *, scale, params):
+    return (x + y) * scale + params["b"][0]
+
+
+@needs_c
+def test_keyword_arguments_run_in_c(rng):
+    f = tj.jit(scaled_sum)
+    x, y, b = (rng.standard_normal(4).astype(np.float32) for _ in range(3))
+    spy = warm(f, x, y=y, scale=0.5, params={"b": [b]})
+    for scale in (0.5, 2.0):
+        got = f(x, params={"b": [b]}, scale=scale, y=y)  # keyword order does not matter
+        same(got, f._call_python(x, y=y, scale=scale, params={"b": [b]}))
+        np.testing.assert_allclose(got, scaled_sum(x, y, scale=scale, params={"b": [b]}), rtol=1e-6)
+    assert spy.calls == 2  # the spy's own direct calls only
+
+
+@needs_c
+@pytest.mark.parametrize("variant", ["positional for keyword", "missing keyword", "extra keyword",
+                                     "keyword of another structure", "no keywords"])
+def test_calls_with_other_keywords_take_the_python_path(variant, rng):
+    f = tj.jit(lambda x, y=None, z=None: x + (0 if y is None else y) + (0 if z is None else z))
+    x = rng.standard_normal(3).astype(np.float32)
+    spy = warm(f, x, y=x)
+    args, kwargs = {"positional for keyword": ((x, x), {}), "missing keyword": ((x,), {}),
+                    "extra keyword": ((x,), {"y": x, "z": x}), "keyword of another structure": ((x,), {"y": [x]}),
+                    "no keywords": ((x,), {})}[variant]
+    try:
+        got = f(*args, **kwargs)
+    except Exception as fast:  # the Python path's own error, raised the same way
+        with pytest.raises(type(fast)) as python:
+            f._call_python(*args, **kwargs)
+        assert str(python.value) == str(fast)
+    else:
+        same(got, f._call_python(*args, **kwargs))
+    assert spy.calls == 2  # the call above, and the spy's own
 
 
 PYTHON_FLOATS = [0.0, -0.0, 1e-300, 0.1, -3.5, 1e38, 3.5e38, 1e300, float("inf"), float("-inf"), float("nan")]
@@ -462,6 +498,20 @@ def test_lock_behaves_like_threading_lock():
     lock.release()
     thread.join()
     assert taken == [1]
+
+
+@needs_c
+def test_entry_refuses_bad_keyword_layouts():
+    common = dict(main=1, hidden=(), bad_index=1, inputs=[((2,), np.dtype("f4"))], outputs=[], pack="list",
+                  on_error=print, lock=None, release_gil=False, owner=None)
+    with pytest.raises(TypeError, match="layout"):  # keywords need a positional layout
+        _dispatch.Entry(**common, keywords=(_dispatch.LAYOUT_DICT, ("x",), (None,)))
+    with pytest.raises(ValueError, match="DICT"):
+        _dispatch.Entry(**common, layout=(), keywords=(_dispatch.LAYOUT_TUPLE, (None,)))
+    with pytest.raises(ValueError, match="leaves"):
+        _dispatch.Entry(**common, layout=(None,), keywords=(_dispatch.LAYOUT_DICT, ("x",), (None,)))
+    entry = _dispatch.Entry(**common, layout=(), keywords=(_dispatch.LAYOUT_DICT, ("x",), (None,)))
+    assert entry is not None
 
 
 @needs_c

@@ -83,16 +83,16 @@ class _Compiled:
 
 
 def _fast_entry(key, compiled: _Compiled):
-    """The C dispatcher's Entry for a signature whose positional arguments are arrays or Python
-    floats (a learning rate), alone or in dicts with str keys, tuples and lists (a model's
-    parameters), with no keywords or static arguments and dtypes already the ones compiled; else
+    """The C dispatcher's Entry for a signature whose arguments, positional or keyword, are arrays
+    or Python floats (a learning rate), alone or in dicts with str keys, tuples and lists (a
+    model's parameters), with no static arguments and dtypes already the ones compiled; else
     None. Any call the Entry matches then has this very key, so it runs the same program the
     Python path would pick."""
     treedef, leaf_specs, static = key
     if _dispatch is None:
         return None
-    layout = _positional_layout(treedef)
-    if static or layout is None:
+    layouts = _call_layout(treedef)
+    if static or layouts is None:
         return None
     python_floats = tuple(n for n, s in enumerate(leaf_specs) if s is float)
     if any(isinstance(s, type) and s is not float for s in leaf_specs):
@@ -104,17 +104,19 @@ def _fast_entry(key, compiled: _Compiled):
     make = getattr(compiled.executable, "fast_entry", None)  # an InterpretedExecutable has none
     if make is None:
         return None
-    return make(_output_packing(compiled.traced.out_treedef), layout, python_floats)
+    layout, keywords = layouts
+    return make(_output_packing(compiled.traced.out_treedef), layout, python_floats, keywords)
 
 
-def _positional_layout(treedef) -> tuple | None:
-    """Per positional argument, its layout node for the C dispatcher (see _layout_node); None when
-    the call has keywords, or a structure the dispatcher does not walk."""
+def _call_layout(treedef) -> tuple | None:
+    """(one layout node per positional argument, a dict node for the keyword arguments or None)
+    for the C dispatcher (see _layout_node); None for a structure the dispatcher does not walk."""
     args, kwargs = treedef.children if treedef.kind == "tuple" and len(treedef.children) == 2 else (None, None)
-    if args is None or args.kind != "tuple" or kwargs.kind != "dict" or kwargs.children:
+    if args is None or args.kind != "tuple" or kwargs.kind != "dict":
         return None
     nodes = tuple(_layout_node(arg) for arg in args.children)
-    return None if any(node is False for node in nodes) else nodes
+    keywords = _layout_node(kwargs) if kwargs.children else None
+    return None if False in (*nodes, keywords) else (nodes, keywords)
 
 
 def _layout_node(treedef):
@@ -209,8 +211,8 @@ class Lowered:
 class Jitted(_CallBase):
     """A function compiled per signature. Calls inside another trace are inlined.
 
-    With the C extension, a call whose positional arguments are ndarrays or Python floats, alone
-    or nested in dicts, tuples and lists, matching a signature compiled before, runs entirely in C
+    With the C extension, a call whose arguments (positional or keyword) are ndarrays or Python
+    floats, alone or nested in dicts, tuples and lists, matching a signature compiled before, runs entirely in C
     (tracejit._dispatch.Dispatcher.__call__); every other call goes to `_call_python`, which adds
     its signature to the dispatcher's table when eligible (see _fast_entry)."""
 

@@ -177,12 +177,13 @@ class Executable:
         bad = int(self._bad_index[0]) if bad is None else bad
         raise IndexError(self._errors[status - 1].format(bad=bad))
 
-    def fast_entry(self, pack, layout=None, python_floats=()):
+    def fast_entry(self, pack, layout=None, python_floats=(), keywords=None):
         """This signature as the C dispatcher calls it (a tracejit._dispatch.Entry), or None without
         the extension or for more parameters than it handles. `pack` says how the outputs come back:
         'leaf' (the one output), 'tuple', 'list', or a callable taking the list of outputs; `layout`
         how the positional arguments hold the inputs (None: one each; else one layout node per
-        argument, see api._layout_node); `python_floats` which inputs are passed as Python floats."""
+        argument, see api._layout_node), and `keywords` the keyword arguments (None, or a dict
+        node, with a layout); `python_floats` which inputs are passed as Python floats."""
         if _dispatch is None or self._n_in + len(self._out_specs) + len(self._hidden) > _dispatch.MAX_POINTERS:
             return None
         address = self.library.ffi.cast
@@ -191,7 +192,7 @@ class Executable:
                                bad_index=int(address("uintptr_t", self._bad_index)), inputs=self._in_specs,
                                outputs=self._out_specs, pack=pack, on_error=self._raise, lock=self._lock,
                                release_gil=self._release_gil, owner=self, layout=layout,
-                               python_floats=tuple(python_floats))
+                               python_floats=tuple(python_floats), keywords=keywords)
 
     # ---- a program found by its traced graph (compile/programs.py): the pipeline runs on demand
     _pipeline = None  # _Pipeline of a program loaded from the cache
