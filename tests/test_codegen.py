@@ -354,6 +354,24 @@ def test_a_fused_sum_of_computed_terms_is_numpys_sum_of_them():
 
     e, total = tj.jit(terms_and_sum)(x)
     np.testing.assert_array_equal(total, np.sum(e, axis=1))
+    assert "_acc_terms" not in tj.jit(terms_and_sum).lower(x).c_source  # summed in the output's row
+
+
+def test_a_sum_of_a_row_kept_for_a_later_pass_is_taken_in_that_row():
+    x = np.random.default_rng(23).standard_normal((5, 700)).astype(np.float32)
+
+    def sum_then_reuse(x):  # correctly rounded ops only, so numpy's terms are ours bit for bit
+        e = (x - x.max(axis=1, keepdims=True)) * np.float32(0.5)
+        total = e.sum(axis=1)
+        return total, (e * total[:, None]).sum(axis=1)
+
+    f = tj.jit(sum_then_reuse)
+    source = f.lower(x).c_source
+    assert re.search(r"tj_sum_pairwise_f32\(v\w*_row, 700\)", source), source
+    e = (x - x.max(axis=1, keepdims=True)) * np.float32(0.5)
+    total, again = f(x)
+    np.testing.assert_array_equal(total, np.sum(e, axis=1))
+    np.testing.assert_array_equal(again, np.sum(e * np.sum(e, axis=1)[:, None], axis=1))
 
 
 def test_sums_of_signed_zeros_are_positive_zero_as_in_numpy():

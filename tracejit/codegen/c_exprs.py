@@ -160,12 +160,16 @@ def _arg_extremum(cmp, bound):
 PAIRWISE_MAX_TERMS = 8192
 
 
-def pairwise_sum(acc: str, x: str, i: str, extent: int, dtype) -> Reduction:
+def pairwise_sum(acc: str, x: str, i: str, extent: int, dtype, row: str | None = None) -> Reduction:
     """A sum over one loop of `extent` iterations: each term goes to {acc}_terms[i], and the
-    result is tj_sum_pairwise_* of that row (see csrc/tracejit.h)."""
-    ctype = dtypes.c_type(dtype)
-    return Reduction([f"{ctype} {acc}_terms[{extent}];"], f"{acc}_terms[{i}] = {x};", [],
-                     f"tj_sum_pairwise_{dtypes.short_name(dtype)}({acc}_terms, {extent})")
+    result is tj_sum_pairwise_* of that row (see csrc/tracejit.h). `row`: where the loop already
+    writes these very terms contiguously (a row kept for a later pass, or a row of an output),
+    summed there instead of copied (no declarations, no update)."""
+    add = f"tj_sum_pairwise_{dtypes.short_name(dtype)}"
+    if row is not None:
+        return Reduction([], "", [], f"{add}({row}, {extent})")
+    return Reduction([f"{dtypes.c_type(dtype)} {acc}_terms[{extent}];"], f"{acc}_terms[{i}] = {x};", [],
+                     f"{add}({acc}_terms, {extent})")
 
 
 def is_pairwise_sum(prim_name: str, in_dtype, out_dtype, extent: int) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import numpy as np
+
 from ..ir.graph import Node, Value
 from ..ops.registry import Kind
 from ..passes.fusion import Kernel
@@ -87,10 +89,11 @@ class LoopEmitter:
         self.w(f"const {local_type(out.dtype)} {name} = {expr};")
         scope[out] = name
 
-    def reduction(self, node: Node, scope: dict, loops, index_var: str, terms: int = 0):
+    def reduction(self, node: Node, scope: dict, loops, index_var: str, terms: int = 0, rows: dict | None = None):
         """The Reduction record (accumulators, update, result) of a reduce node; `index_var`
         is the position along the reduced axis (for argmax/argmin). `terms`: the extent of the
-        one sequential loop the reduction runs over, if it does (a float sum then adds as np.sum)."""
+        one sequential loop the reduction runs over, if it does (a float sum then adds as np.sum);
+        `rows`: {value: pointer} for values that loop writes contiguously anyway (see terms_rows)."""
         x = node.inputs[0]
         operand = self.operand(x, node, scope, loops)
         if not operand.isidentifier():  # a load: give it a name, the update reads it several times
@@ -99,7 +102,7 @@ class LoopEmitter:
             operand = local
         acc = self.names.of(node.out, "_acc")
         if is_pairwise_sum(node.prim.name, x.dtype, node.out.dtype, terms):
-            return pairwise_sum(acc, operand, index_var, terms, node.out.dtype)
+            return pairwise_sum(acc, operand, index_var, terms, node.out.dtype, (rows or {}).get(x))
         return REDUCTIONS[node.prim.name](acc, operand, index_var, x.dtype, node.out.dtype)
 
     def store(self, dest: Value, src: Value, scope: dict, loops) -> None:
@@ -315,9 +318,11 @@ class LoopEmitter:
         for u, name in keep:
             self.w(f"{name}[{index_var}] = {scope[u]};")
         terms = nest.inner[0].extent if len(nest.inner) == 1 and not parallel else 0
-        records = [(node, self.reduction(node, scope, loops, index_var, terms)) for node in reductions]
+        rows = self.terms_rows(keep, stores) if terms else {}
+        records = [(node, self.reduction(node, scope, loops, index_var, terms, rows)) for node in reductions]
         for _, red in records:
-            self.w(red.update)
+            if red.update:
+                self.w(red.update)
         for dest, src in stores:
             self.store(dest, src, scope, loops)
         self.w = outer_writer
@@ -330,6 +335,21 @@ class LoopEmitter:
         self.close_loops(nest.inner)
         for node, red in records:
             self.finish_reduction(node, red, outer_scope)
+
+    def terms_rows(self, keep, stores) -> dict:
+        """{value: pointer to its row}: values this pass writes whole and contiguously along its one
+        inner loop, into a row kept for a later pass or into a row of an output. A float sum of
+        such a value adds that row in place (the softmax denominator sums the exps it just
+        stored) rather than a copy of it."""
+        rows = {u: name for u, name in keep}
+        (inner,) = self.nest.inner
+        for dest, src in stores:
+            acc = self.store_access(dest, src)
+            if src not in rows and acc.strides[inner.axes[-1]] == 1 and np.dtype(dest.dtype) == np.dtype(src.dtype):
+                start = self.index(replace(acc, strides=tuple(0 if d in inner.axes else st
+                                                              for d, st in enumerate(acc.strides))), self.nest.outer)
+                rows[src] = self.names.buffer(dest) if start == "0" else f"{self.names.buffer(dest)} + {start}"
+        return rows
 
     def inner_pragmas(self, simd: bool, clauses: str, parallel: bool) -> dict:
         if not self.nest.inner or not simd:
