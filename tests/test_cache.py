@@ -218,6 +218,62 @@ def test_lru_eviction_keeps_recently_used(monkeypatch):
     assert a.exists() and c.exists() and not b.exists()
 
 
+def _usage() -> dict:
+    return json.loads((cache.cache_root() / cache.USAGE_FILE).read_text())
+
+
+def _count_listings(monkeypatch) -> list:
+    calls = []
+    real = cache.list_entries
+    monkeypatch.setattr(cache, "list_entries", lambda root=None: calls.append(1) or real(root))
+    return calls
+
+
+def test_builds_keep_a_running_total_instead_of_listing_the_cache(monkeypatch):
+    first = _make_entries(1)  # no total yet: the first build lists the cache and records it
+    assert _usage() == {"bytes": cache._entry_size(first[0]), "updates": 0}
+    listings = _count_listings(monkeypatch)
+    more = _make_entries(4)[1:]  # the first of these is `first` again (a memory hit)
+    assert listings == []  # three builds, no listing
+    assert _usage() == {"bytes": sum(e.size for e in cache.list_entries()), "updates": 3}
+    assert len(more) == 3
+
+
+@pytest.mark.parametrize("damage", ["missing", "not json", "negative", "wrong type"])
+def test_a_damaged_running_total_means_listing_and_rewriting_it(monkeypatch, damage):
+    _make_entries(2)
+    path = cache.cache_root() / cache.USAGE_FILE
+    {"missing": lambda: path.unlink(), "not json": lambda: path.write_text("{"),
+     "negative": lambda: path.write_text('{"bytes": -5, "updates": 0}'),
+     "wrong type": lambda: path.write_text('{"bytes": "12", "updates": 0}')}[damage]()
+    listings = _count_listings(monkeypatch)
+    get_or_build(SRC + "/* after the damage */\n", CDEF)
+    assert listings == [1]
+    assert _usage() == {"bytes": sum(e.size for e in cache.list_entries()), "updates": 0}
+
+
+def test_the_cache_is_listed_again_every_recount_builds(monkeypatch):
+    monkeypatch.setattr(cache, "RECOUNT_EVERY", 3)
+    _make_entries(1)
+    listings = _count_listings(monkeypatch)
+    for i in range(6):
+        get_or_build(SRC + f"/* recount {i} */\n", CDEF)
+    assert listings == [1, 1]  # the 3rd and the 6th build after a count list the cache
+
+
+def test_a_total_over_the_cap_lists_and_evicts(monkeypatch):
+    """Entries removed behind the cache's back (by hand) leave the total too high: then the
+    next build lists the cache, which finds the real size, and nothing needed is evicted."""
+    entries = _make_entries(3)
+    size = cache._entry_size(entries[0])
+    (cache.cache_root() / cache.USAGE_FILE).write_text(json.dumps({"bytes": 100 * size, "updates": 1}))
+    monkeypatch.setenv("TRACEJIT_CACHE_MAX_BYTES", str(10 * size))
+    listings = _count_listings(monkeypatch)
+    get_or_build(SRC + "/* over */\n", CDEF)
+    assert listings == [1] and all(e.exists() for e in entries)
+    assert _usage()["bytes"] == sum(e.size for e in cache.list_entries()) < 10 * size
+
+
 def test_info_list_and_clear():
     entries = _make_entries(3)
     summary = cache.info()

@@ -709,7 +709,7 @@ def test_file_names_and_c_source_do_not_take_user_text(tmp_path):
     np.testing.assert_allclose(tj.jit(fun)(p), fun(p), rtol=1e-6)
     names = {path.name for path in cache_dir().rglob("*")}
     allowed = re.compile(r"^([0-9a-f]{2}|[0-9a-f]{64}(\.lock)?|lib\.so|source\.c|meta\.json|tmp|locks|toolchain\.json"
-                         r"|programs|program\.json|hidden-\d+\.bin)$")
+                         r"|programs|program\.json|hidden-\d+\.bin|usage\.json|usage\.lock)$")
     assert all(allowed.match(n) for n in names), sorted(n for n in names if not allowed.match(n))
 
 

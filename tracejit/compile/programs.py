@@ -247,6 +247,12 @@ def publish(key: str, library: LoadedLibrary, cdef: str, hidden: list, errors: l
         _write(root, entry, library.key, cdef, hidden, errors, peak_temp_bytes)
         stats["published"] += 1
     except OSError:
+        return
+    from . import cache
+
+    try:
+        cache.note_growth(root, cache._entry_size(entry))  # counted now, evicted at the next build if need be
+    except OSError:
         pass
 
 
