@@ -5,13 +5,12 @@
  * unflatten) around a C program that runs in nanoseconds. This module does that hot path in C for
  * the common case: positional or keyword arguments that are plain, C-contiguous, aligned ndarrays
  * (or numpy scalars where a 0-d array is compiled) or Python floats (a learning rate), alone or in
- * dicts with str keys, tuples and lists (a model's parameters), of exactly the structure, shapes
- * and dtypes of a signature already compiled.
+ * dicts with str keys, tuples, namedtuples and lists (a model's parameters, an optimizer's
+ * state), of exactly the structure, shapes and dtypes of a signature already compiled.
  *
  *   Dispatcher  base class of tracejit.api.Jitted. Its tp_call looks the arguments up in a small
  *               table of Entries (most recently used first); on a match it runs the Entry, on
- *               anything else (Python ints and bools, dict subclasses or non-str keys,
- *               namedtuples, tracers, other shapes or dtypes, strided or misaligned arrays, a new
+ *               anything else (Python ints and bools, dict subclasses or non-str keys, tracers, other shapes or dtypes, strided or misaligned arrays, a new
  *               signature, static arguments, a call made while tracing) it calls the Python method `_call_python(*args,
  *               **kwargs)`, which is the full path with all its conversions and error messages,
  *               and which adds Entries to the table.
@@ -268,9 +267,10 @@ static int parse_pack(EntryObject *self, PyObject *pack)
 /* layout: None (every positional argument is one input array), or a tuple of layout nodes, one
  * per positional argument. A node is None (one array), (LAYOUT_DICT, keys, nodes) for a dict of
  * exactly those str keys (in the order pytree.flatten gives, sorted), (LAYOUT_TUPLE, nodes) or
- * (LAYOUT_LIST, nodes) for a tuple or list of that length, or (LAYOUT_NONE,) for None.
+ * (LAYOUT_LIST, nodes) for a tuple or list of that length, (LAYOUT_NAMEDTUPLE, class, nodes) for
+ * an instance of exactly that tuple subclass (a namedtuple), or (LAYOUT_NONE,) for None.
  * keywords: None, or a LAYOUT_DICT node for the keyword arguments (then layout is a tuple). */
-enum { LAYOUT_DICT, LAYOUT_TUPLE, LAYOUT_LIST, LAYOUT_NONE };
+enum { LAYOUT_DICT, LAYOUT_TUPLE, LAYOUT_LIST, LAYOUT_NONE, LAYOUT_NAMEDTUPLE };
 
 static int layout_tag(PyObject *node)
 {
@@ -293,6 +293,11 @@ static int check_layout_node(PyObject *node, Py_ssize_t *leaves, int depth)
     if (tag == LAYOUT_DICT && PyTuple_GET_SIZE(node) == 3) {
         keys = PyTuple_GET_ITEM(node, 1);
         children = PyTuple_GET_ITEM(node, 2);
+    } else if (tag == LAYOUT_NAMEDTUPLE && PyTuple_GET_SIZE(node) == 3) {
+        PyObject *cls = PyTuple_GET_ITEM(node, 1);
+        if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type))
+            goto bad;
+        children = PyTuple_GET_ITEM(node, 2);
     } else if ((tag == LAYOUT_TUPLE || tag == LAYOUT_LIST) && PyTuple_GET_SIZE(node) == 2) {
         children = PyTuple_GET_ITEM(node, 1);
     } else {
@@ -311,7 +316,7 @@ static int check_layout_node(PyObject *node, Py_ssize_t *leaves, int depth)
 bad:
     if (!PyErr_Occurred())
         PyErr_SetString(PyExc_ValueError, "tracejit: a layout node is None, (DICT, str keys, nodes), (TUPLE, "
-                        "nodes), (LIST, nodes) or (NONE,)");
+                        "nodes), (LIST, nodes), (NAMEDTUPLE, tuple subclass, nodes) or (NONE,)");
     return -1;
 }
 
@@ -556,7 +561,7 @@ static int match_node(PyObject *node, PyObject *obj, PyObject **leaves, int *n, 
     int tag = layout_tag(node);
     if (tag == LAYOUT_NONE)
         return obj == Py_None;
-    PyObject *children = PyTuple_GET_ITEM(node, tag == LAYOUT_DICT ? 2 : 1);
+    PyObject *children = PyTuple_GET_ITEM(node, tag == LAYOUT_DICT || tag == LAYOUT_NAMEDTUPLE ? 2 : 1);
     Py_ssize_t size = PyTuple_GET_SIZE(children);
     if (tag == LAYOUT_DICT) {
         PyObject *keys = PyTuple_GET_ITEM(node, 1);
@@ -573,8 +578,10 @@ static int match_node(PyObject *node, PyObject *obj, PyObject **leaves, int *n, 
         }
         return 1;
     }
-    int is_tuple = tag == LAYOUT_TUPLE;
-    if (is_tuple ? !PyTuple_CheckExact(obj) || PyTuple_GET_SIZE(obj) != size
+    if (tag == LAYOUT_NAMEDTUPLE && Py_TYPE(obj) != (PyTypeObject *)PyTuple_GET_ITEM(node, 1))
+        return 0;  /* exactly that class: its items are the tuple's, read without running its code */
+    int is_tuple = tag == LAYOUT_TUPLE || tag == LAYOUT_NAMEDTUPLE;
+    if (is_tuple ? (tag == LAYOUT_TUPLE && !PyTuple_CheckExact(obj)) || PyTuple_GET_SIZE(obj) != size
                  : !PyList_CheckExact(obj) || PyList_GET_SIZE(obj) != size)
         return 0;
     for (Py_ssize_t k = 0; k < size; k++)
@@ -933,6 +940,7 @@ PyMODINIT_FUNC PyInit__dispatch(void)
         PyModule_AddIntConstant(module, "LAYOUT_TUPLE", LAYOUT_TUPLE) < 0 ||
         PyModule_AddIntConstant(module, "LAYOUT_LIST", LAYOUT_LIST) < 0 ||
         PyModule_AddIntConstant(module, "LAYOUT_NONE", LAYOUT_NONE) < 0 ||
+        PyModule_AddIntConstant(module, "LAYOUT_NAMEDTUPLE", LAYOUT_NAMEDTUPLE) < 0 ||
         PyModule_AddIntConstant(module, "TABLE_SIZE", TABLE_SIZE) < 0 ||
         PyModule_AddIntConstant(module, "POOL_MIN_BYTES", (long)POOL_MIN_BYTES) < 0 ||
         PyModule_AddIntConstant(module, "POOL_MAX_BLOCKS", POOL_MAX_BLOCKS) < 0) {

@@ -75,6 +75,11 @@ def train_step(params, x, y, lr):
 
 # ---- the same model in numpy with a hand-written backward ---------------------------------------
 def numpy_train_step(params, x, y, lr):
+    loss, grads = numpy_loss_and_grads(params, x, y)
+    return {k: params[k] - lr * grads[k] for k in params}, loss
+
+
+def numpy_loss_and_grads(params, x, y):
     n = x.shape[0]
     h = np.tanh(x @ params["W1"] + params["b1"])
     logits = h @ params["W2"] + params["b2"]
@@ -87,8 +92,7 @@ def numpy_train_step(params, x, y, lr):
     d_logits[rows, y] -= 1
     d_logits /= n
     d_h = (d_logits @ params["W2"].T) * (1 - h * h)
-    grads = {"W2": h.T @ d_logits, "b2": d_logits.sum(axis=0), "W1": x.T @ d_h, "b1": d_h.sum(axis=0)}
-    return {k: params[k] - lr * grads[k] for k in params}, loss
+    return loss, {"W2": h.T @ d_logits, "b2": d_logits.sum(axis=0), "W1": x.T @ d_h, "b1": d_h.sum(axis=0)}
 
 
 def accuracy(params, x, y) -> float:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -219,6 +220,44 @@ def test_ints_and_bools_take_the_python_path_python_floats_run_in_c(rng):
     same(f(x, 2), x + 2)
     same(f(x, True), x + True)
     assert spy.calls == 5
+
+
+Moments = namedtuple("Moments", "m v")
+OtherMoments = namedtuple("OtherMoments", "m v")
+
+
+def momentum_step(w, state, g):
+    m = 0.9 * state.m + g
+    return w - 0.1 * m, Moments(m, state.v + g * g)
+
+
+@needs_c
+def test_namedtuples_run_in_c_and_come_back_as_their_class(rng):
+    w, g = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    state = Moments(np.zeros(5, np.float32), np.ones(5, np.float32))
+    f = tj.jit(momentum_step)
+    spy = warm(f, w, state, g)
+    for _ in range(3):
+        new_w, new_state = f(w, state, g)
+        assert type(new_state) is Moments
+        same(tuple(new_state), tuple(f._call_python(w, state, g)[1]))
+        w, state = new_w, new_state
+    assert spy.calls == 3  # the spy's own direct calls only
+
+
+@needs_c
+@pytest.mark.parametrize("variant", ["plain tuple", "other namedtuple class", "subclass", "one field more"])
+def test_other_tuples_where_a_namedtuple_was_compiled_take_the_python_path(variant, rng):
+    w, g = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    state = Moments(np.zeros(5, np.float32), np.ones(5, np.float32))
+    f = tj.jit(lambda w, s, g: (w - s[0] * g, s[1] + g))
+    spy = warm(f, w, state, g)
+    Sub = type("Sub", (Moments,), {})
+    changed = {"plain tuple": tuple(state), "other namedtuple class": OtherMoments(*state),
+               "subclass": Sub(*state), "one field more": namedtuple("Moments", "m v extra")(*state, g)}[variant]
+    got = f(w, changed, g)
+    assert spy.calls == 1  # that call took the Python path
+    same(got, f._call_python(w, changed, g))
 
 
 def scaled_sum(x, y, *, scale, params):

@@ -121,7 +121,8 @@ def _call_layout(treedef) -> tuple | None:
 
 def _layout_node(treedef):
     """None for a leaf, (LAYOUT_DICT, keys, nodes) for a dict with str keys, (LAYOUT_TUPLE, nodes),
-    (LAYOUT_LIST, nodes), (LAYOUT_NONE,); False for anything else (it stays on the Python path)."""
+    (LAYOUT_LIST, nodes), (LAYOUT_NAMEDTUPLE, its class, nodes), (LAYOUT_NONE,); False for anything
+    else (it stays on the Python path)."""
     if treedef.kind == "leaf":
         return None
     if treedef.kind == "none":
@@ -131,8 +132,8 @@ def _layout_node(treedef):
         return False
     if treedef.kind == "dict":
         return (_dispatch.LAYOUT_DICT, treedef.keys, children) if all(type(k) is str for k in treedef.keys) else False
-    if treedef.kind == "namedtuple":  # the dispatcher checks exact tuples; these take the Python path
-        return False
+    if treedef.kind == "namedtuple":
+        return (_dispatch.LAYOUT_NAMEDTUPLE, treedef.node_type, children)
     return (_dispatch.LAYOUT_TUPLE if treedef.kind == "tuple" else _dispatch.LAYOUT_LIST, children)
 
 
