@@ -84,8 +84,8 @@ class _Compiled:
 
 def _fast_entry(key, compiled: _Compiled):
     """The C dispatcher's Entry for a signature whose arguments, positional or keyword, are arrays
-    or Python floats (a learning rate), alone or in dicts with str keys, tuples and lists (a
-    model's parameters), with no static arguments and dtypes already the ones compiled; else
+    or Python floats (a learning rate), alone or in dicts with str keys, tuples, namedtuples and
+    lists (a model's parameters, an optimizer's state), with no static arguments and dtypes already the ones compiled; else
     None. Any call the Entry matches then has this very key, so it runs the same program the
     Python path would pick."""
     treedef, leaf_specs, static = key
@@ -213,7 +213,8 @@ class Jitted(_CallBase):
     """A function compiled per signature. Calls inside another trace are inlined.
 
     With the C extension, a call whose arguments (positional or keyword) are ndarrays or Python
-    floats, alone or nested in dicts, tuples and lists, matching a signature compiled before, runs entirely in C
+    floats, alone or nested in dicts, tuples, namedtuples and lists, matching a signature compiled
+    before, runs entirely in C
     (tracejit._dispatch.Dispatcher.__call__); every other call goes to `_call_python`, which adds
     its signature to the dispatcher's table when eligible (see _fast_entry)."""
 

@@ -198,9 +198,10 @@ def _load_or_build_locked(root: Path, key: str, c_source: Sources, cdef: str, cc
             _remove_tree(root, entry)
         _build(root, key, c_source, cdef, cc, flags)
         library = _load_fresh(entry, key, cdef)
+        size = _entry_size(entry)  # under the lock: no other process removes the entry meanwhile
     finally:
         lock.release()
-    if note_growth(root, _entry_size(entry)):
+    if note_growth(root, size):
         _evict(root, keep=entry)
     return library
 
