@@ -169,6 +169,29 @@ def test_dtypes_follow_numpy_promotion(other):
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("k", [2**31, -2**31 - 1, 2**40, -2**62])
+def test_a_python_int_out_of_bounds_for_the_int32_it_meets_is_numpys_overflow_error(k):
+    x = np.arange(3, dtype=np.int32)
+    f = tj.jit(lambda x, k: x * 2 + k)
+    np.testing.assert_array_equal(f(x, 7), x * 2 + 7)  # compiled with an int: k is an input, not a constant
+    with pytest.raises(OverflowError) as numpy_error:
+        x * 2 + k
+    with pytest.raises(OverflowError) as ours:
+        f(x, k)
+    assert str(ours.value) == str(numpy_error.value)
+
+
+def test_python_ints_that_fit_run_and_wider_arrays_take_any_int64():
+    x32, x64 = np.arange(3, dtype=np.int32), np.arange(3, dtype=np.int64)
+    f = tj.jit(lambda x, k: x + k)
+    for k in (2**31 - 1, -2**31):
+        got = f(x32, k)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, x32 + k)
+    np.testing.assert_array_equal(f(x64, 2**62), x64 + 2**62)
+    np.testing.assert_array_equal(f(np.ones(2, np.float32), 2**40), np.ones(2, np.float32) + 2**40)
+
+
 def test_lower_shows_ir():
     lowered = tj.jit(lambda x: np.exp(x) + np.exp(x)).lower(np.ones(3, np.float32))
     assert "exp" in lowered.ir and "def " in lowered.ir

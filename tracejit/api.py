@@ -15,7 +15,7 @@ import numpy as np
 from . import pytree
 from .errors import DTypeError
 from .trace import tracing
-from .trace.tracing import ArgSpec, TracedFunction, is_tracing, trace
+from .trace.tracing import ArgSpec, TracedFunction, check_python_int, is_tracing, python_int_casts, trace
 
 try:  # the C dispatcher (csrc/dispatch.c): calls matching a compiled signature skip the Python path
     from . import _dispatch
@@ -74,11 +74,16 @@ class _Compiled:
     specs: tuple  # ArgSpec per dynamic leaf
     fast: object = None  # the C dispatcher's Entry when the key is eligible (see _fast_entry), else None
     unflatten: object = None  # outs -> the user's output structure (built once, see _unflattener)
+    int_casts: tuple = ()  # (leaf index, dtype): Python int arguments the program converts (python_int_casts)
 
     def __post_init__(self):
         self.unflatten = _unflattener(self.traced.out_treedef)
+        self.int_casts = tuple((n, dtype) for n, dtype in python_int_casts(self.traced)
+                               if n < len(self.specs) and self.specs[n].weak)
 
     def __call__(self, leaves):
+        for n, dtype in self.int_casts:  # as numpy: 2**40 meeting an int32 array is an OverflowError
+            check_python_int(leaves[n], dtype)
         return self.unflatten(self.executable(*leaves))
 
 

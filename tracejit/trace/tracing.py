@@ -92,6 +92,27 @@ class TracedFunction:
     captured: list  # tracers of the enclosing trace bound to the graph's trailing inputs
 
 
+def python_int_casts(traced: TracedFunction) -> tuple[tuple[int, np.dtype], ...]:
+    """(input index, dtype) for each narrower integer dtype the graph converts an int64 input to
+    (NEP 50: a Python int argument takes the dtype of the integer array it meets). numpy raises
+    OverflowError when the int does not fit; the caller checks the argument against these."""
+    inputs = {value: n for n, value in enumerate(traced.graph.inputs)}
+    casts = set()
+    for node in traced.graph.nodes:
+        if node.prim.name == "astype" and node.inputs[0] in inputs and node.inputs[0].dtype == dtypes.int64:
+            target = np.dtype(node.params["dtype"])
+            if target.kind in "iu" and target != dtypes.int64:
+                casts.add((inputs[node.inputs[0]], target))
+    return tuple(sorted(casts, key=lambda c: (c[0], c[1].str)))
+
+
+def check_python_int(value: int, dtype: np.dtype) -> None:
+    """numpy's OverflowError for a Python int that `dtype` cannot hold."""
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise OverflowError(f"Python integer {value} out of bounds for {dtype}")
+
+
 @dataclass(frozen=True)
 class ArgSpec:
     """Shape, dtype and weakness of one dynamic argument leaf: what a signature is made of."""
