@@ -155,6 +155,9 @@ CASES: dict[str, list[Case]] = {
         Case(lambda x: np.maximum(x, 0.05), args(distinct(6))),
     ],
     "minimum": [Case(lambda x, y: np.minimum(x, y), args(distinct(3, 4), distinct(3, 1)), (0, 1))],
+    # x / y kept within 0.2 of the middle between integers: no jump of // within eps
+    "remainder": [Case(lambda x, y: x % y, args(lambda r: (r.integers(-4, 4, (3, 4)) + 0.5 + r.uniform(-0.2, 0.2, (3, 4)))
+                                                * np.array([0.7, 1.3, 2.0, 0.9]), np.array([0.7, 1.3, 2.0, 0.9])), (0, 1))],
     "where": [
         Case(lambda x, y: np.where(x > 0, x, y), args(normal(3, 4), normal(4)), (0, 1)),
         Case(lambda x, y: np.where(y > 0, x * 2.0, 0.0), args(normal(3, 1), normal(4)), (0,)),
@@ -238,6 +241,7 @@ ZERO_CASES: dict[str, object] = {
     "ceil": lambda x: np.ceil(x) * x,
     "trunc": lambda x: np.trunc(x) * x,
     "rint": lambda x: np.rint(x) * x,
+    "floor_divide": lambda x: (x // 0.4) * x,  # x / 0.4 stays away from integers on the test points
     "sign": lambda x: np.sign(x) * x,
     "less": lambda x: np.where(x < 0.3, x, 2 * x),
     "less_equal": lambda x: np.where(x <= 0.3, x, 2 * x),

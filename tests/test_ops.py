@@ -88,6 +88,7 @@ BINARY_EXACT = {
     "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "maximum": np.maximum,
     "minimum": np.minimum, "less": np.less, "less_equal": np.less_equal, "greater": np.greater,
     "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal,
+    "floor_divide": np.floor_divide, "remainder": np.remainder,
 }
 
 
@@ -124,6 +125,25 @@ def test_binary_broadcasting(dtype):
     ops = lambda x, y: {name: f(x, y) for name, f in BINARY_EXACT.items()}  # noqa: E731
     check(ops, make((3, 1, 5), dtype), make((4, 1), dtype, seed=1), exact=True)
     check(ops, make((2, 3), dtype), make((), dtype, seed=2), exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int32, np.int64])
+def test_floor_divide_and_remainder_at_their_edges(dtype):
+    """Python's // and %: rounded down, the divisor's sign; zero divisors, MIN // -1, infinities,
+    nan and signed zeros as numpy gives them (exact, signs of zeros included)."""
+    if np.dtype(dtype).kind == "i":
+        low = np.iinfo(dtype).min
+        a = np.array([7, -7, 7, -7, 5, 0, low, low, low, 3, -1], dtype)
+        b = np.array([2, 2, -2, -2, 0, 0, -1, 1, 7, low, 3], dtype)
+    else:
+        a = np.array([7.5, -7.5, 7.5, -7.5, 5, 0, -0.0, np.inf, np.nan, 1e30, 3, -3, 1.0, -0.0], dtype)
+        b = np.array([2, 2, -2, -2, 0, 0, 3, 2, 1, 1e-30, np.inf, np.inf, -0.0, -2.0], dtype)
+    check(lambda a, b: (a // b, a % b, np.floor_divide(a, b), np.remainder(a, b)), a, b, exact=True)
+    with np.errstate(all="ignore"):
+        got, want = tj.jit(lambda a, b: a % b)(a, b), a % b
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    check(lambda a: (a // 3, a % 3, 7 // (a + 20), (a + 20) % 4), a[np.isfinite(a)] if a.dtype.kind == "f" else a // 2,
+          exact=True)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -167,6 +167,15 @@ multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", "{0} * {1}", c
 divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", "{0} / {1}", FLOAT_ONLY,
                         vjp=_binary(lambda b, ct, x, y, z: (div(b, ct, y), neg(b, div(b, mul(b, ct, z), y)))))
 power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", "{0} ** {1}", vjp=_binary(_power_rule))
+# Python's // and % (numpy's floor_divide and remainder): the quotient rounded down, the remainder
+# with the divisor's sign; numpy's own npy_divmod for floats, and for integers 0 where the divisor
+# is 0, as numpy gives (csrc/tracejit.h). d(x % y)/dy = -(x // y), as x % y = x - y * (x // y).
+floor_divide_p = _elementwise("floor_divide", np.floor_divide, "tj_floor_divide_{t}({0}, {1})", "{0} // {1}",
+                              zero_vjp=True)
+remainder_p = _elementwise(
+    "remainder", np.remainder, "tj_remainder_{t}({0}, {1})", "{0} % {1}",
+    vjp=_binary(lambda b, ct, x, y, z: (ct, neg(b, mul(b, ct, b.emit("floor_divide", x, y))))),
+)
 maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", "np.maximum({0}, {1})", commutative=True,
                          vjp=_binary(_chooser_rule))
 minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", "np.minimum({0}, {1})", commutative=True,

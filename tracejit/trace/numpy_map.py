@@ -22,7 +22,7 @@ UFUNC_PRIMS = {
     np.expm1: "expm1", np.sqrt: "sqrt", np.square: "square", np.reciprocal: "reciprocal",
     np.tanh: "tanh", np.sinh: "sinh", np.cosh: "cosh", np.sin: "sin", np.cos: "cos",
     np.tan: "tan", np.arctan: "arctan", np.sign: "sign", np.floor: "floor", np.ceil: "ceil",
-    np.trunc: "trunc", np.rint: "rint",
+    np.trunc: "trunc", np.rint: "rint", np.floor_divide: "floor_divide", np.remainder: "remainder",
     np.less: "less", np.less_equal: "less_equal", np.greater: "greater",
     np.greater_equal: "greater_equal", np.equal: "equal", np.not_equal: "not_equal",
     np.logical_and: "logical_and", np.logical_or: "logical_or", np.logical_not: "logical_not",
