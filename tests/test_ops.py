@@ -79,6 +79,10 @@ UNARY_FLOAT = {
     "sqrt": (np.sqrt, pos), "tanh": (np.tanh, rnd), "sinh": (np.sinh, rnd), "cosh": (np.cosh, rnd),
     "sin": (np.sin, rnd), "cos": (np.cos, rnd), "tan": (np.tan, lambda s, d: _rand(s, d, -1.2, 1.2)),
     "arctan": (np.arctan, rnd), "reciprocal": (np.reciprocal, pos),
+    "exp2": (np.exp2, rnd), "log2": (np.log2, pos), "log10": (np.log10, pos),
+    "arcsin": (np.arcsin, lambda s, d: _rand(s, d, -0.99, 0.99)), "arccos": (np.arccos, lambda s, d: _rand(s, d, -0.99, 0.99)),
+    "arcsinh": (np.arcsinh, rnd), "arccosh": (np.arccosh, lambda s, d: _rand(s, d, 1.0, 4.0)),
+    "arctanh": (np.arctanh, lambda s, d: _rand(s, d, -0.9, 0.9)), "cbrt": (np.cbrt, rnd),
 }
 UNARY_EXACT = {
     "floor": np.floor, "ceil": np.ceil, "trunc": np.trunc, "negative": np.negative, "square": np.square,
@@ -171,6 +175,33 @@ def test_maximum_minimum_propagate_nan(name, dtype):
 def test_special_values(dtype):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0], dtype)
     check(lambda x: (np.log(x), np.exp(x), np.sign(x), np.sqrt(x), x / 0.0), x)
+    check(lambda x: (np.isnan(x), np.isinf(x), np.isfinite(x), np.log2(x), np.arcsin(x), np.cbrt(x)), x)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_])
+def test_isnan_isinf_isfinite_of_integers_and_bools(dtype):
+    x = np.array([0, 1, 1, 0], dtype) if dtype == np.bool_ else np.array([0, -3, np.iinfo(dtype).min, 7], dtype)
+    check(lambda x: (np.isnan(x), np.isinf(x), np.isfinite(x)), x, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_arctan2_and_hypot(dtype):
+    check(np.arctan2, rnd((3, 4), dtype), rnd((4,), dtype, seed=1))
+    check(np.hypot, rnd((3, 1), dtype), rnd((1, 4), dtype, seed=2))
+    quadrants = np.array([1.0, 1.0, -1.0, -1.0, 0.0, -0.0, 0.0, -0.0, np.inf, np.nan], dtype)
+    signs = np.array([1.0, -1.0, 1.0, -1.0, 1.0, 1.0, -1.0, -1.0, np.inf, 1.0], dtype)
+    check(lambda y, x: (np.arctan2(y, x), np.hypot(y, x)), quadrants, signs)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64, np.bool_])
+def test_any_and_all_with_axes_keepdims_and_no_elements(dtype):
+    x = np.array([[0, 1, 2], [0, 0, 0], [3, 4, 5]]).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        x[0, 0] = np.nan  # nan is true
+    check(lambda x: (np.any(x), np.all(x), x.any(axis=1), x.all(axis=0, keepdims=True), np.any(x, axis=(0, 1)),
+                     (x > 0).all(axis=-1)), x, exact=True)
+    check(lambda x: (np.any(x[:, :0], axis=1), np.all(x[:, :0], axis=1, keepdims=True), np.all(x[:0]),
+                     x[:0].any()), x, exact=True)
 
 
 def test_logical_ops_and_where():
@@ -178,6 +209,8 @@ def test_logical_ops_and_where():
     check(np.logical_and, a, b, exact=True)
     check(np.logical_or, a, b, exact=True)
     check(np.logical_not, a, exact=True)
+    check(np.logical_xor, a, b, exact=True)
+    check(np.logical_xor, ints((4,), np.int64), rnd((4,), np.float64), exact=True)  # any dtype: its truth
     check(lambda a, b: (a & b, a | b, ~a), a, b, exact=True)
 
 
@@ -374,7 +407,9 @@ CASES_FOR_COVERAGE = [
     (lambda x: [f(x) for f in UNARY_EXACT.values()] + [np.rint(x)], (rnd((2,), np.float32),)),
     (lambda x, y: [f(x, y) for f in BINARY_EXACT.values()] + [x / y, x ** y], (pos((2,), np.float32),) * 2),
     (lambda x: (np.logical_and(x > 0, x < 1), np.logical_or(x > 0, x < 1), ~(x > 0), np.where(x > 0, x, 1.0),
-                x.astype(np.int32)), (rnd((2,), np.float32),)),
+                x.astype(np.int32), np.logical_xor(x > 0, x < 1), np.isnan(x), np.isinf(x), np.isfinite(x)),
+     (rnd((2,), np.float32),)),
+    (lambda x, y: (np.arctan2(x, y), np.hypot(x, y)), (rnd((2,), np.float32),) * 2),
     (lambda x: (x.sum(0), x.prod(0), x.max(0), x.min(0), x.argmax(0), x.argmin(0)), (rnd((2, 3), np.float32),)),
     (lambda x: (x.reshape(3, 2), x.T, np.broadcast_to(x, (2, 2, 3)), x[:, 1:], np.concatenate([x, x])),
      (rnd((2, 3), np.float32),)),

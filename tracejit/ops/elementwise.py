@@ -127,6 +127,35 @@ arctan_p = _elementwise("arctan", np.arctan, "atan{f}({0})", "np.arctan({0})", F
                         vjp=_unary_div(lambda b, x, y: _one_plus(b, x, x)))
 
 
+def _sqrt(b, v):
+    return b.emit("sqrt", v)
+
+
+def _one_minus_square(b, x):
+    return sub(b, const(b, 1, x), mul(b, x, x))
+
+
+# glibc's libmvec has vector versions of all of these (csrc/tracejit.h; accuracy in tests/test_math.py).
+exp2_p = _elementwise("exp2", np.exp2, "exp2{f}({0})", "np.exp2({0})", FLOAT_ONLY,
+                      vjp=_unary(lambda b, x, y: mul(b, y, const(b, np.log(2.0), y))))
+log2_p = _elementwise("log2", np.log2, "log2{f}({0})", "np.log2({0})", FLOAT_ONLY,
+                      vjp=_unary_div(lambda b, x, y: mul(b, x, const(b, np.log(2.0), x))))
+log10_p = _elementwise("log10", np.log10, "log10{f}({0})", "np.log10({0})", FLOAT_ONLY,
+                       vjp=_unary_div(lambda b, x, y: mul(b, x, const(b, np.log(10.0), x))))
+arcsin_p = _elementwise("arcsin", np.arcsin, "asin{f}({0})", "np.arcsin({0})", FLOAT_ONLY,
+                        vjp=_unary_div(lambda b, x, y: _sqrt(b, _one_minus_square(b, x))))
+arccos_p = _elementwise("arccos", np.arccos, "acos{f}({0})", "np.arccos({0})", FLOAT_ONLY,
+                        vjp=_unary_div(lambda b, x, y: neg(b, _sqrt(b, _one_minus_square(b, x)))))
+arcsinh_p = _elementwise("arcsinh", np.arcsinh, "asinh{f}({0})", "np.arcsinh({0})", FLOAT_ONLY,
+                         vjp=_unary_div(lambda b, x, y: _sqrt(b, _one_plus(b, x, x))))
+arccosh_p = _elementwise("arccosh", np.arccosh, "acosh{f}({0})", "np.arccosh({0})", FLOAT_ONLY,
+                         vjp=_unary_div(lambda b, x, y: _sqrt(b, sub(b, mul(b, x, x), const(b, 1, x)))))
+arctanh_p = _elementwise("arctanh", np.arctanh, "atanh{f}({0})", "np.arctanh({0})", FLOAT_ONLY,
+                         vjp=_unary_div(lambda b, x, y: _one_minus_square(b, x)))
+cbrt_p = _elementwise("cbrt", np.cbrt, "cbrt{f}({0})", "np.cbrt({0})", FLOAT_ONLY,
+                      vjp=_unary_div(lambda b, x, y: mul(b, const(b, 3, y), mul(b, y, y))))
+
+
 def _rounding_c(libm: str):
     """floor/ceil/trunc: libm on floats; on integers and bools the identity (numpy 2 keeps the dtype)."""
     def render(args, in_dtypes, out_dtype, **params):
@@ -176,6 +205,16 @@ remainder_p = _elementwise(
     "remainder", np.remainder, "tj_remainder_{t}({0}, {1})", "{0} % {1}",
     vjp=_binary(lambda b, ct, x, y, z: (ct, neg(b, mul(b, ct, b.emit("floor_divide", x, y))))),
 )
+def _arctan2_rule(b, ct, y, x, out):
+    """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2)."""
+    r2 = add(b, mul(b, x, x), mul(b, y, y))
+    return div(b, mul(b, ct, x), r2), neg(b, div(b, mul(b, ct, y), r2))
+
+
+arctan2_p = _elementwise("arctan2", np.arctan2, "atan2{f}({0}, {1})", "np.arctan2({0}, {1})", FLOAT_ONLY,
+                         vjp=_binary(_arctan2_rule))
+hypot_p = _elementwise("hypot", np.hypot, "hypot{f}({0}, {1})", "np.hypot({0}, {1})", FLOAT_ONLY, commutative=True,
+                       vjp=_binary(lambda b, ct, x, y, h: (div(b, mul(b, ct, x), h), div(b, mul(b, ct, y), h))))
 maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", "np.maximum({0}, {1})", commutative=True,
                          vjp=_binary(_chooser_rule))
 minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", "np.minimum({0}, {1})", commutative=True,
@@ -200,6 +239,16 @@ logical_or_p = _elementwise(
     "logical_or", np.logical_or, "({0} || {1})", "np.logical_or({0}, {1})",
     ANY, dtypes.bool_, zero_vjp=True, commutative=True
 )
+logical_xor_p = _elementwise(
+    "logical_xor", np.logical_xor, "(!{0} != !{1})", "np.logical_xor({0}, {1})",
+    ANY, dtypes.bool_, zero_vjp=True, commutative=True
+)
+# On integers and bools numpy answers these without looking (never nan or inf): so does the C.
+isnan_p = _elementwise("isnan", np.isnan, "({0} != {0})", "np.isnan({0})", ANY, dtypes.bool_, zero_vjp=True)
+isinf_p = _elementwise("isinf", np.isinf, "(fabs{f}({0}) == INFINITY)", "np.isinf({0})",
+                       ANY, dtypes.bool_, zero_vjp=True)
+isfinite_p = _elementwise("isfinite", np.isfinite, "({0} - {0} == 0)", "np.isfinite({0})",
+                          ANY, dtypes.bool_, zero_vjp=True)
 logical_not_p = _elementwise("logical_not", np.logical_not, "(!{0})", "np.logical_not({0})",
                              ANY, dtypes.bool_, zero_vjp=True)
 

@@ -23,6 +23,10 @@ UFUNC_PRIMS = {
     np.tanh: "tanh", np.sinh: "sinh", np.cosh: "cosh", np.sin: "sin", np.cos: "cos",
     np.tan: "tan", np.arctan: "arctan", np.sign: "sign", np.floor: "floor", np.ceil: "ceil",
     np.trunc: "trunc", np.rint: "rint", np.floor_divide: "floor_divide", np.remainder: "remainder",
+    np.exp2: "exp2", np.log2: "log2", np.log10: "log10", np.arcsin: "arcsin", np.arccos: "arccos",
+    np.arcsinh: "arcsinh", np.arccosh: "arccosh", np.arctanh: "arctanh", np.cbrt: "cbrt",
+    np.arctan2: "arctan2", np.hypot: "hypot", np.logical_xor: "logical_xor",
+    np.isnan: "isnan", np.isinf: "isinf", np.isfinite: "isfinite",
     np.less: "less", np.less_equal: "less_equal", np.greater: "greater",
     np.greater_equal: "greater_equal", np.equal: "equal", np.not_equal: "not_equal",
     np.logical_and: "logical_and", np.logical_or: "logical_or", np.logical_not: "logical_not",
@@ -198,6 +202,29 @@ def amax(a, axis=None, out=None, keepdims=False, initial=None, where=None):
 def amin(a, axis=None, out=None, keepdims=False, initial=None, where=None):
     _require_absent("min", out=out, initial=initial, where=where)
     return _reduction("min", a, axis, keepdims)
+
+
+def any_(a, axis=None, out=None, keepdims=False, *, where=None):
+    """np.any: the max of the truth values."""
+    _require_absent("any", out=out, where=where)
+    return _truth_reduction("max", a, axis, keepdims, identity=False)
+
+
+def all_(a, axis=None, out=None, keepdims=False, *, where=None):
+    """np.all: the min of the truth values."""
+    _require_absent("all", out=out, where=where)
+    return _truth_reduction("min", a, axis, keepdims, identity=True)
+
+
+def _truth_reduction(name, a, axis, keepdims, identity):
+    truth = astype(a, dtypes.bool_)
+    shape = _shape_of(truth)
+    axes = normalize_axes(axis, len(shape))
+    if _count(shape, axes) == 0 and axes:  # over no elements: the identity, as numpy (max/min refuse)
+        kept = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keepdims else \
+            tuple(d for i, d in enumerate(shape) if i not in axes)
+        return _wrap(_value(np.full(kept, identity)))
+    return _reduction(name, truth, axis, keepdims)
 
 
 def _arg_reduction(name, a, axis, out, keepdims):
@@ -472,7 +499,7 @@ def size(a, axis=None):
 # numpy function -> implementation (only what __array_function__ dispatches; ufuncs go above)
 FUNCTIONS = {
     np.sum: sum, np.prod: prod, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin,
-    np.argmax: argmax, np.argmin: argmin, np.mean: mean, np.var: var, np.std: std,
+    np.argmax: argmax, np.argmin: argmin, np.mean: mean, np.var: var, np.std: std, np.any: any_, np.all: all_,
     np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes, np.moveaxis: moveaxis,
     np.broadcast_to: broadcast_to, np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
     np.concatenate: concatenate, np.stack: stack, np.where: where, np.clip: clip,

@@ -34,6 +34,14 @@ class Tracer:
     def __repr__(self) -> str:
         return f"Tracer<{self.value.type_str}{' weak' if self.weak else ''}>"
 
+    def __getattr__(self, name):
+        """Only for names not defined here: an ndarray method or attribute we do not trace says so
+        at the user's line, rather than a bare AttributeError. Private names stay AttributeErrors
+        (numpy and copy probe for them with getattr(obj, name, default))."""
+        if not name.startswith("_") and hasattr(np.ndarray, name):
+            raise UnsupportedOperation(f"ndarray.{name}")
+        raise AttributeError(f"'Tracer' object has no attribute {name!r}")
+
     __hash__ = object.__hash__
 
     def __len__(self) -> int:
@@ -108,6 +116,12 @@ class Tracer:
 
     def min(self, axis=None, out=None, keepdims=False, **kw):
         return nm.amin(self, axis, out, keepdims, **kw)
+
+    def any(self, axis=None, out=None, keepdims=False, **kw):
+        return nm.any_(self, axis, out, keepdims, **kw)
+
+    def all(self, axis=None, out=None, keepdims=False, **kw):
+        return nm.all_(self, axis, out, keepdims, **kw)
 
     def argmax(self, axis=None, out=None, keepdims=False):
         return nm.argmax(self, axis, out, keepdims=keepdims)
