@@ -581,6 +581,22 @@ def test_grad_needs_a_scalar_float_output():
         tj.grad(lambda x: np.argmax(x))(np.ones(3))
 
 
+COMPOSITES = {  # numpy functions recorded as several primitives: their gradients, end to end
+    "logaddexp": (lambda x, y: np.logaddexp(x, y), args(normal(3, 4), normal(4)), (0, 1)),
+    "logaddexp at ties": (lambda x: np.logaddexp(x, x * 1.0), args(normal(5)), (0,)),
+    "linalg.norm": (lambda x: np.linalg.norm(x, axis=1), args(normal(3, 4)), (0,)),
+    "take_along_axis": (lambda x: np.take_along_axis(x, np.array([[1], [0], [3]]), axis=1) * x, args(normal(3, 4)), (0,)),
+    "tril": (lambda x: np.tril(x, -1) * x, args(normal(4, 4)), (0,)),
+    "flip": (lambda x: np.flip(x, 0) * x, args(normal(3, 2)), (0,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSITES))
+def test_composite_numpy_functions_against_finite_differences(name):
+    fun, make, wrt = COMPOSITES[name]
+    check_vjp(fun, list(make(np.random.default_rng(7))), wrt, dtype=np.float64, rtol=1e-5, atol=1e-7, eps=1e-6)
+
+
 def test_vjp_checks_the_cotangent():
     _, vjp_fn = tj.vjp(lambda x: (x, x.sum()), np.ones(3))
     with pytest.raises(TypeError, match="structure"):

@@ -204,6 +204,34 @@ def test_any_and_all_with_axes_keepdims_and_no_elements(dtype):
                      x[:0].any()), x, exact=True)
 
 
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_flip_take_take_along_axis_tril_triu(dtype):
+    x = (ints((3, 4, 5), dtype) if np.dtype(dtype).kind == "i" else rnd((3, 4, 5), dtype))
+    check(lambda x: (np.flip(x), np.flip(x, 1), np.flip(x, (0, -1))), x, exact=True)
+    check(lambda x: (np.take(x, [0, 7, 59]), np.take(x, [[0, 3], [1, 1]], axis=1), np.take(x, np.array([2, 0]), axis=0),
+                     np.take(x, -1, axis=2)), x, exact=True)
+    check(lambda x: (np.take_along_axis(x, np.argmax(x, axis=2)[..., None], axis=2),
+                     np.take_along_axis(x, np.array([[[2], [0], [1], [2]]]), axis=0)), x, exact=True)
+    check(lambda x: (np.tril(x), np.triu(x, 1), np.tril(x[0], -2), np.triu(x[1], -1)), x, exact=True)
+
+
+def test_take_out_of_range_raises_index_error():
+    with pytest.raises(IndexError, match="out of bounds"):
+        tj.jit(lambda x, i: np.take(x, i))(np.ones(4), np.array([1, 4]))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_linalg_norm_and_logaddexp(dtype):
+    x = rnd((3, 4), dtype)
+    check(lambda x: (np.linalg.norm(x), np.linalg.norm(x, axis=1), np.linalg.norm(x[0], 2),
+                     np.linalg.norm(x, axis=0, keepdims=True), np.linalg.norm(x, "fro")), x)
+    check(lambda x, y: (np.logaddexp(x, y), np.logaddexp(x, x), np.logaddexp(x, 3.0)), x, rnd((4,), dtype, seed=3))
+    edges = np.array([np.inf, -np.inf, np.nan, np.inf, 0.0, -0.0, 1e30], dtype)
+    check(np.logaddexp, edges, np.array([np.inf, -np.inf, 1.0, -np.inf, 0.0, 0.0, -1e30], dtype))
+    with pytest.raises(tj.UnsupportedOperation, match="ord=1"):
+        tj.jit(lambda x: np.linalg.norm(x, 1))(x)
+
+
 def test_logical_ops_and_where():
     a, b = ints((4, 5), np.int64) > 0, ints((5,), np.int64, seed=1) > 0
     check(np.logical_and, a, b, exact=True)

@@ -122,7 +122,7 @@ def dispatch_ufunc(ufunc, method, inputs, kwargs):
         return matmul(*inputs)
     out_dtype = kwargs.pop("dtype", None)
     _require_absent(ufunc.__name__, **kwargs)
-    result = apply_ufunc(ufunc, inputs)
+    result = COMPOSITE_UFUNCS[ufunc](*inputs) if ufunc in COMPOSITE_UFUNCS else apply_ufunc(ufunc, inputs)
     return astype(result, out_dtype) if out_dtype is not None else result
 
 
@@ -444,6 +444,80 @@ def ones_like(a, dtype=None, order="K", subok=True, shape=None, device=None):
     return full_like(a, 1, dtype, shape=shape)
 
 
+# ---- reorderings and selections built from indexing (strided reads and gathers) -------------
+def _index(a, key):
+    from .tracer import wrap
+
+    return (a if _is_tracer(a) else wrap(_value(a)))[key]
+
+
+def flip(m, axis=None):
+    ndim = len(_shape_of(m))
+    axes = range(ndim) if axis is None else normalize_axes(axis, ndim)
+    return _index(m, tuple(slice(None, None, -1) if d in axes else slice(None) for d in range(ndim)))
+
+
+def take(a, indices, axis=None, out=None, mode="raise"):
+    """np.take: out-of-range indices raise IndexError, as numpy's default mode does."""
+    _require_absent("take", out=out, mode=None if mode == "raise" else mode)
+    if axis is None:
+        return _index(ravel(a), indices)
+    (axis,) = normalize_axes(axis, len(_shape_of(a)))
+    return _index(a, (slice(None),) * axis + (indices,))
+
+
+def take_along_axis(arr, indices, axis):
+    """np.take_along_axis: a gather with the index arrays of the other axes made from np.arange."""
+    shape = _shape_of(arr)
+    if axis is None:
+        return _index(ravel(arr), indices)
+    (axis,) = normalize_axes(axis, len(shape))
+    if len(_shape_of(indices)) != len(shape):
+        raise ShapeError(f"take_along_axis: indices need {len(shape)} dimensions like the array, got "
+                         f"{len(_shape_of(indices))} (at {user_location()})")
+    key = tuple(indices if d == axis else np.arange(n).reshape((1,) * d + (n,) + (1,) * (len(shape) - d - 1))
+                for d, n in enumerate(shape))
+    return _index(arr, key)
+
+
+def _triangle(m, k, lower):
+    shape = _shape_of(m)
+    if len(shape) < 2:
+        raise ShapeError(f"{'tril' if lower else 'triu'} needs an array of at least 2 dimensions, got shape "
+                         f"{tuple(shape)} (at {user_location()})")
+    rows, cols = np.arange(shape[-2])[:, None], np.arange(shape[-1])[None, :]
+    keep = cols - rows <= k if lower else cols - rows >= k
+    return where(keep, m, zeros_like(m, shape=()))
+
+
+def tril(m, k=0):
+    return _triangle(m, k, lower=True)
+
+
+def triu(m, k=0):
+    return _triangle(m, k, lower=False)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """np.linalg.norm for ord=None: the 2-norm of vectors, Frobenius of matrices (the square root
+    of the sum of squares, summed in tracejit's order, not BLAS's)."""
+    if ord not in (None, 2, "fro") or (ord == 2 and (axis is None and len(_shape_of(x)) != 1)):
+        raise UnsupportedOperation("linalg.norm", f"ord={ord!r}; only the 2-norm of vectors and Frobenius")
+    acc = _mean_dtype(_dtype_of(x), None)
+    xf = astype(x, acc)
+    return apply_ufunc(np.sqrt, (_reduction("sum", apply_ufunc(np.multiply, (xf, xf)), axis, keepdims),))
+
+
+def logaddexp(x1, x2):
+    """log(exp(x1) + exp(x2)) as numpy's npy_logaddexp computes it, max + log1p(exp(-|x1 - x2|)),
+    with x1 + x2 where the difference is nan (equal infinities); at x1 == x2 the gradient splits
+    evenly (maximum's rule, and abs has derivative 0 there)."""
+    larger = apply_ufunc(np.maximum, (x1, x2))
+    delta = apply_ufunc(np.subtract, (x1, x2))
+    spread = apply_ufunc(np.log1p, (apply_ufunc(np.exp, (apply_ufunc(np.negative, (apply_ufunc(np.absolute, (delta,)),)),)),))
+    return where(apply_ufunc(np.isnan, (delta,)), apply_ufunc(np.add, (x1, x2)), apply_ufunc(np.add, (larger, spread)))
+
+
 # ---- products -------------------------------------------------------------------------------
 def matmul(a, b):
     common = _common_dtype([a, b])
@@ -506,8 +580,11 @@ FUNCTIONS = {
     np.round: round_, np.around: round_,
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like, np.empty_like: zeros_like,
     np.dot: dot, np.inner: vdot_like_inner, np.outer: outer, np.shape: shape, np.ndim: ndim, np.size: size,
-    np.astype: astype,
+    np.astype: astype, np.flip: flip, np.take: take, np.take_along_axis: take_along_axis, np.tril: tril,
+    np.triu: triu, np.linalg.norm: norm,
 }
+# ufuncs recorded as compositions of primitives rather than one primitive each
+COMPOSITE_UFUNCS = {np.logaddexp: logaddexp}
 
 
 def dispatch_function(func, args, kwargs):
