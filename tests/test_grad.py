@@ -588,6 +588,8 @@ COMPOSITES = {  # numpy functions recorded as several primitives: their gradient
     "take_along_axis": (lambda x: np.take_along_axis(x, np.array([[1], [0], [3]]), axis=1) * x, args(normal(3, 4)), (0,)),
     "tril": (lambda x: np.tril(x, -1) * x, args(normal(4, 4)), (0,)),
     "flip": (lambda x: np.flip(x, 0) * x, args(normal(3, 2)), (0,)),
+    "einsum": (lambda a, b: np.einsum("bij,bkj->bik", a, b), args(normal(2, 3, 4), normal(2, 5, 4)), (0, 1)),
+    "einsum with a summed index": (lambda a, b: np.einsum("ijk,jl->il", a, b), args(normal(2, 3, 4), normal(3, 2)), (0, 1)),
 }
 
 

@@ -232,6 +232,26 @@ def test_linalg_norm_and_logaddexp(dtype):
         tj.jit(lambda x: np.linalg.norm(x, 1))(x)
 
 
+EINSUMS = ["bij,bjk->bik", "ij,jk", "ij,jk->ki", "bij,bjk->ik", "i,i->", "i,j->ij", "ij->ji", "ij->", "bij->bj",
+           "bij,bkj->bik", "bhqd,bhkd->bhqk", "ij,i->j", "bij,j->bi", "ij,kj"]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("subscripts", EINSUMS)
+def test_einsum_of_one_and_two_operands(subscripts, dtype):
+    sizes = dict(b=2, h=3, q=5, d=4, k=6, i=4, j=4)
+    terms = subscripts.split("->")[0].split(",")
+    operands = [rnd(tuple(sizes[c] for c in term), dtype, seed=n) for n, term in enumerate(terms)]
+    check(lambda *xs: np.einsum(subscripts, *xs), *operands)
+
+
+@pytest.mark.parametrize("subscripts, why", [("ii->i", "repeated"), ("...ij,jk", "'...'"), ("ij,jk,kl", "two")])
+def test_einsum_forms_not_traced_are_named(subscripts, why):
+    operands = [np.ones((3, 3))] * len(subscripts.split("->")[0].split(","))
+    with pytest.raises(tj.UnsupportedOperation, match="einsum"):
+        tj.jit(lambda *xs: np.einsum(subscripts, *xs))(*operands)
+
+
 def test_logical_ops_and_where():
     a, b = ints((4, 5), np.int64) > 0, ints((5,), np.int64, seed=1) > 0
     check(np.logical_and, a, b, exact=True)

@@ -546,6 +546,51 @@ def dot(a, b, out=None):
     return matmul(a, b)
 
 
+def einsum(subscripts, *operands, out=None, dtype=None, optimize=False, **kwargs):
+    """np.einsum of one or two float operands, as transposes, reshapes, sums and one (batched)
+    matmul. Not traced: ellipses, an index repeated within one operand (diagonals), three or more
+    operands (chain two-operand einsums instead)."""
+    _require_absent("einsum", out=out, dtype=dtype, **kwargs)
+    if not isinstance(subscripts, str) or "..." in subscripts or not 1 <= len(operands) <= 2:
+        raise UnsupportedOperation("einsum", "only 'ij,jk->ik'-style subscripts of one or two operands, no '...'")
+    inputs, arrow, output = subscripts.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(operands) or any(len(set(t)) != len(t) for t in terms + [output]):
+        raise UnsupportedOperation("einsum", f"subscripts {subscripts!r}: one term per operand, no repeated index")
+    if not arrow:  # implicit output: the indices that appear once, in alphabetical order
+        output = "".join(sorted(i for i in set(inputs) - {","} if inputs.count(i) == 1))
+    for term, x in zip(terms, operands):
+        if len(term) != len(_shape_of(x)):
+            raise ShapeError(f"einsum: {term!r} names {len(term)} axes of an operand of shape {tuple(_shape_of(x))} "
+                             f"(at {user_location()})")
+    others = [set("".join(terms[:n] + terms[n + 1:])) | set(output) for n in range(len(terms))]
+    # indices only one operand has, and the output does not: summed out of that operand first
+    summed = [_sum_indices(x, t, keep) for x, t, keep in zip(operands, terms, others)]
+    if len(summed) == 1:
+        (x, term), = summed
+        return transpose(x, [term.index(i) for i in output]) if term != output else x
+    (a, ta), (b, tb) = summed
+    batch = [i for i in output if i in ta and i in tb]
+    contracted = [i for i in ta if i in tb and i not in output]
+    free_a, free_b = [i for i in ta if i not in tb], [i for i in tb if i not in ta]
+    sizes = {i: n for t, x in ((ta, a), (tb, b)) for i, n in zip(t, _shape_of(x))}
+    size = lambda idx: int(np.prod([sizes[i] for i in idx], dtype=np.int64))  # noqa: E731
+    a3 = reshape(transpose(a, [ta.index(i) for i in batch + free_a + contracted]),
+                 (size(batch), size(free_a), size(contracted)))
+    b3 = reshape(transpose(b, [tb.index(i) for i in batch + contracted + free_b]),
+                 (size(batch), size(contracted), size(free_b)))
+    product = reshape(matmul(a3, b3), tuple(sizes[i] for i in batch + free_a + free_b))
+    order = batch + free_a + free_b
+    return transpose(product, [order.index(i) for i in output]) if order != list(output) else product
+
+
+def _sum_indices(x, term, keep):
+    axes = tuple(n for n, i in enumerate(term) if i not in keep)
+    if not axes:
+        return x, term
+    return _reduction("sum", x, axes, False), "".join(i for i in term if i in keep)
+
+
 def vdot_like_inner(a, b):
     if len(_shape_of(a)) != 1 or len(_shape_of(b)) != 1:
         raise UnsupportedOperation("inner", "operands of rank > 1")
@@ -581,7 +626,7 @@ FUNCTIONS = {
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like, np.empty_like: zeros_like,
     np.dot: dot, np.inner: vdot_like_inner, np.outer: outer, np.shape: shape, np.ndim: ndim, np.size: size,
     np.astype: astype, np.flip: flip, np.take: take, np.take_along_axis: take_along_axis, np.tril: tril,
-    np.triu: triu, np.linalg.norm: norm,
+    np.triu: triu, np.linalg.norm: norm, np.einsum: einsum,
 }
 # ufuncs recorded as compositions of primitives rather than one primitive each
 COMPOSITE_UFUNCS = {np.logaddexp: logaddexp}
