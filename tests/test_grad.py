@@ -588,6 +588,11 @@ COMPOSITES = {  # numpy functions recorded as several primitives: their gradient
     "take_along_axis": (lambda x: np.take_along_axis(x, np.array([[1], [0], [3]]), axis=1) * x, args(normal(3, 4)), (0,)),
     "tril": (lambda x: np.tril(x, -1) * x, args(normal(4, 4)), (0,)),
     "flip": (lambda x: np.flip(x, 0) * x, args(normal(3, 2)), (0,)),
+    "roll, tile, pad": (lambda x: np.roll(x, 1, axis=1) * np.tile(x, (1, 1)) + np.pad(x, 1)[1:-1, 1:-1] ** 2,
+                        args(normal(3, 4)), (0,)),
+    "repeat, diag, trace": (lambda x: np.repeat(x, 2, axis=0)[::2] * np.diag(np.diag(x))[:, :4] + np.trace(x * x),
+                            args(normal(4, 4)), (0,)),
+    "average with weights": (lambda x, w: np.average(x, axis=1, weights=w), args(normal(3, 4), positive(3, 4)), (0, 1)),
     "einsum": (lambda a, b: np.einsum("bij,bkj->bik", a, b), args(normal(2, 3, 4), normal(2, 5, 4)), (0, 1)),
     "einsum with a summed index": (lambda a, b: np.einsum("ijk,jl->il", a, b), args(normal(2, 3, 4), normal(3, 2)), (0, 1)),
 }

@@ -232,6 +232,42 @@ def test_linalg_norm_and_logaddexp(dtype):
         tj.jit(lambda x: np.linalg.norm(x, 1))(x)
 
 
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_roll_repeat_tile_pad_split(dtype):
+    x = ints((3, 4), dtype) if np.dtype(dtype).kind == "i" else rnd((3, 4), dtype)
+    check(lambda x: (np.roll(x, 1), np.roll(x, -1, axis=1), np.roll(x, (1, 2), axis=(0, 1)), np.roll(x, 7, 0)), x, exact=True)
+    check(lambda x: (np.repeat(x, 2), np.repeat(x, 3, axis=1), np.repeat(x, 2, axis=-2)), x, exact=True)
+    check(lambda x: (np.tile(x, 2), np.tile(x, (2, 1)), np.tile(x[0], (2, 2)), np.tile(x, (2, 1, 1))), x, exact=True)
+    check(lambda x: (np.pad(x, 1), np.pad(x, ((0, 1), (2, 0))), np.pad(x, 2, constant_values=5)), x, exact=True)
+    check(lambda x: (*np.split(x, 2, axis=1), *np.split(x, [1, 3], axis=1), *np.split(x, 3)), x, exact=True)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_diag_trace_average_ptp(dtype):
+    x = ints((3, 4), dtype) if np.dtype(dtype).kind == "i" else rnd((3, 4), dtype)
+    check(lambda x: (np.diag(x), np.diag(x, 1), np.diag(x, -1), np.diag(x, 9), np.trace(x), np.trace(x, 1)), x, exact=True)
+    check(lambda x: tuple(np.diag(x[0, :k], k - 2) for k in (1, 2, 4)), x, exact=True)
+    check(lambda x: (np.average(x), np.average(x, axis=0), np.ptp(x), np.ptp(x, axis=1)), x)
+    if np.dtype(dtype).kind == "f":
+        check(lambda x, w: np.average(x, axis=1, weights=w), x, pos((3, 4), dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_heaviside(dtype):
+    x = np.array([-1, 0, 2, -3], dtype)
+    if np.dtype(dtype).kind == "f":
+        x = np.concatenate([x, np.array([np.nan, -0.0, np.inf, -np.inf], dtype)])
+    check(lambda x: (np.heaviside(x, 0.5), np.heaviside(x, x)), x, exact=True)
+
+
+def test_reorderings_refuse_what_they_cannot_trace():
+    x = np.ones((2, 3))
+    for fun, match in [(lambda x: np.pad(x, 1, mode="edge"), "pad"), (lambda x: np.repeat(x, [1, 2], axis=0), "repeat"),
+                       (lambda x: np.average(x, weights=x[0]), "average")]:
+        with pytest.raises(tj.UnsupportedOperation, match=match):
+            tj.jit(fun)(x)
+
+
 EINSUMS = ["bij,bjk->bik", "ij,jk", "ij,jk->ki", "bij,bjk->ik", "i,i->", "i,j->ij", "ij->ji", "ij->", "bij->bj",
            "bij,bkj->bik", "bhqd,bhkd->bhqk", "ij,i->j", "bij,j->bi", "ij,kj"]
 

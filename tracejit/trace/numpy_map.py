@@ -480,6 +480,121 @@ def take_along_axis(arr, indices, axis):
     return _index(arr, key)
 
 
+def roll(a, shift, axis=None):
+    if axis is None:
+        return reshape(roll(ravel(a), shift, 0), tuple(_shape_of(a)))
+    shifts, axes = (shift, axis) if isinstance(axis, (tuple, list)) else ((shift,), (axis,))
+    if isinstance(shift, (tuple, list)) != isinstance(axis, (tuple, list)) or len(shifts) != len(axes):
+        raise ShapeError(f"roll: shift and axis must both be ints or sequences of one length (at {user_location()})")
+    for n, ax in zip(shifts, normalize_axes(tuple(axes), len(_shape_of(a)))):
+        size = _shape_of(a)[ax]
+        k = operator.index(n) % size if size else 0
+        if k:
+            head = (slice(None),) * ax
+            a = concatenate([_index(a, head + (slice(size - k, None),)), _index(a, head + (slice(None, size - k),))], ax)
+    return a
+
+
+def repeat(a, repeats, axis=None):
+    """np.repeat with one repeat count for every element (counts per element would make the
+    result's shape depend on the data)."""
+    if not isinstance(repeats, (int, np.integer)):
+        raise UnsupportedOperation("repeat", "a count per element; one int count is traced")
+    if axis is None:
+        a, axis = ravel(a), 0
+    shape = tuple(_shape_of(a))
+    (axis,) = normalize_axes(axis, len(shape))
+    spread = broadcast_to(expand_dims(a, axis + 1), shape[:axis + 1] + (int(repeats),) + shape[axis + 1:])
+    return reshape(spread, shape[:axis] + (shape[axis] * int(repeats),) + shape[axis + 1:])
+
+
+def tile(A, reps):
+    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    shape = tuple(_shape_of(A))
+    ndim = max(len(shape), len(reps))
+    shape, reps = (1,) * (ndim - len(shape)) + shape, (1,) * (ndim - len(reps)) + reps
+    a = reshape(A, tuple(d for n in shape for d in (1, n)))
+    spread = broadcast_to(a, tuple(d for r, n in zip(reps, shape) for d in (int(r), n)))
+    return reshape(spread, tuple(int(r) * n for r, n in zip(reps, shape)))
+
+
+def pad(array, pad_width, mode="constant", constant_values=0):
+    """np.pad in its default mode: constant borders."""
+    if mode != "constant":
+        raise UnsupportedOperation("pad", f"mode={mode!r}; only 'constant' is traced")
+    ndim = len(_shape_of(array))
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (ndim, 2))
+    result = array
+    for ax, (before, after) in enumerate(widths):
+        if before or after:
+            shape = list(_shape_of(result))
+            parts = [full_like(result, constant_values, shape=shape[:ax] + [int(before)] + shape[ax + 1:]), result,
+                     full_like(result, constant_values, shape=shape[:ax] + [int(after)] + shape[ax + 1:])]
+            result = concatenate([p for p, w in zip(parts, (before, 1, after)) if w], ax)
+    return result
+
+
+def diag(v, k=0):
+    """np.diag: the k-th diagonal of a matrix, or a matrix with v on its k-th diagonal."""
+    shape = _shape_of(v)
+    if len(shape) == 1:
+        n, length = shape[0] + abs(k), shape[0]
+        rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
+        # the entry on the diagonal at (r, r + k) is v[r] for k >= 0 and v[c] for k < 0
+        source = take(v, np.minimum(np.arange(n), builtins.max(length - 1, 0)))
+        source = expand_dims(source, 1 if k >= 0 else 0)
+        return where(cols - rows == k, source, zeros_like(v, shape=()))
+    if len(shape) != 2:
+        raise ShapeError(f"diag: input must be 1-d or 2-d, got shape {tuple(shape)} (at {user_location()})")
+    i = np.arange(builtins.max(0, builtins.min(shape[0] + builtins.min(k, 0), shape[1] - builtins.max(k, 0))))
+    return _index(v, (i - builtins.min(k, 0), i + builtins.max(k, 0)))
+
+
+def trace_(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _require_absent("trace", out=out)
+    if len(_shape_of(a)) != 2 or (axis1, axis2) != (0, 1):
+        raise UnsupportedOperation("trace", "only of a matrix")
+    return sum(diag(a, offset), dtype=dtype)
+
+
+def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
+    if returned:
+        raise UnsupportedOperation("average", "returned=True")
+    if weights is None:
+        return mean(a, axis, keepdims=keepdims)
+    if len(_shape_of(weights)) != len(_shape_of(a)):
+        raise UnsupportedOperation("average", "weights of another shape than the array")
+    weighted = sum(apply_ufunc(np.multiply, (a, weights)), axis, keepdims=keepdims)
+    return apply_ufunc(np.true_divide, (weighted, sum(weights, axis, keepdims=keepdims)))
+
+
+def ptp(a, axis=None, out=None, keepdims=False):
+    _require_absent("ptp", out=out)
+    return apply_ufunc(np.subtract, (amax(a, axis, keepdims=keepdims), amin(a, axis, keepdims=keepdims)))
+
+
+def heaviside(x1, x2):
+    """np.heaviside: 0 below zero, 1 above, x2 at zero, nan at nan."""
+    if not dtypes.is_float(_dtype_of(x1)):  # numpy's heaviside loops are float ones
+        x1 = astype(x1, dtypes.float64)
+    zero_one = where(apply_ufunc(np.less, (x1, 0)), full_like(x1, 0, shape=()), full_like(x1, 1, shape=()))
+    return where(apply_ufunc(np.isnan, (x1,)), x1, where(apply_ufunc(np.equal, (x1, 0)), x2, zero_one))
+
+
+def split(ary, indices_or_sections, axis=0):
+    size = _shape_of(ary)[normalize_axes(axis, len(_shape_of(ary)))[0]]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        if size % indices_or_sections:
+            raise ValueError("array split does not result in an equal division")
+        step = size // indices_or_sections
+        cuts = list(range(step, size, step)) if step else []
+    else:
+        cuts = [operator.index(i) for i in indices_or_sections]
+    (axis,) = normalize_axes(axis, len(_shape_of(ary)))
+    bounds = [0] + cuts + [size]
+    return [_index(ary, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in zip(bounds, bounds[1:])]
+
+
 def _triangle(m, k, lower):
     shape = _shape_of(m)
     if len(shape) < 2:
@@ -626,10 +741,11 @@ FUNCTIONS = {
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like, np.empty_like: zeros_like,
     np.dot: dot, np.inner: vdot_like_inner, np.outer: outer, np.shape: shape, np.ndim: ndim, np.size: size,
     np.astype: astype, np.flip: flip, np.take: take, np.take_along_axis: take_along_axis, np.tril: tril,
-    np.triu: triu, np.linalg.norm: norm, np.einsum: einsum,
+    np.triu: triu, np.linalg.norm: norm, np.einsum: einsum, np.roll: roll, np.repeat: repeat, np.tile: tile,
+    np.pad: pad, np.diag: diag, np.trace: trace_, np.average: average, np.ptp: ptp, np.split: split,
 }
 # ufuncs recorded as compositions of primitives rather than one primitive each
-COMPOSITE_UFUNCS = {np.logaddexp: logaddexp}
+COMPOSITE_UFUNCS = {np.logaddexp: logaddexp, np.heaviside: heaviside}
 
 
 def dispatch_function(func, args, kwargs):
