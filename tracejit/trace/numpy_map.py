@@ -582,7 +582,8 @@ def heaviside(x1, x2):
 
 
 def split(ary, indices_or_sections, axis=0):
-    size = _shape_of(ary)[normalize_axes(axis, len(_shape_of(ary)))[0]]
+    (axis,) = normalize_axes(axis, len(_shape_of(ary)))
+    size = _shape_of(ary)[axis]
     if isinstance(indices_or_sections, (int, np.integer)):
         if size % indices_or_sections:
             raise ValueError("array split does not result in an equal division")
@@ -590,7 +591,6 @@ def split(ary, indices_or_sections, axis=0):
         cuts = list(range(step, size, step)) if step else []
     else:
         cuts = [operator.index(i) for i in indices_or_sections]
-    (axis,) = normalize_axes(axis, len(_shape_of(ary)))
     bounds = [0] + cuts + [size]
     return [_index(ary, (slice(None),) * axis + (slice(lo, hi),)) for lo, hi in zip(bounds, bounds[1:])]
 
