@@ -4,13 +4,14 @@
  * arguments, build the signature key, check each array, allocate the outputs, one cffi call,
  * unflatten) around a C program that runs in nanoseconds. This module does that hot path in C for
  * the common case: positional or keyword arguments that are plain, C-contiguous, aligned ndarrays
- * (or numpy scalars where a 0-d array is compiled) or Python floats (a learning rate), alone or in
+ * (or numpy scalars where a 0-d array is compiled), Python floats (a learning rate) or Python ints
+ * (within what the program converts them to), alone or in
  * dicts with str keys, tuples, namedtuples and lists (a model's parameters, an optimizer's
  * state), of exactly the structure, shapes and dtypes of a signature already compiled.
  *
  *   Dispatcher  base class of tracejit.api.Jitted. Its tp_call looks the arguments up in a small
  *               table of Entries (most recently used first); on a match it runs the Entry, on
- *               anything else (Python ints and bools, dict subclasses or non-str keys, tracers, other shapes or dtypes, strided or misaligned arrays, a new
+ *               anything else (bools, ints out of range, dict subclasses or non-str keys, tracers, other shapes or dtypes, strided or misaligned arrays, a new
  *               signature, static arguments, a call made while tracing) it calls the Python method `_call_python(*args,
  *               **kwargs)`, which is the full path with all its conversions and error messages,
  *               and which adds Entries to the table.
@@ -159,6 +160,8 @@ typedef struct {
     npy_intp *dims;  /* into EntryObject.dims */
     int pooled;      /* outputs: large enough to come from the Pool */
     int python_float;  /* inputs: a Python float passed for this 0-d float input (a learning rate) */
+    int python_int;    /* inputs: a Python int passed for this 0-d int64 input, within [int_lo, int_hi] */
+    long long int_lo, int_hi;
 } Spec;
 
 enum Pack { PACK_LEAF, PACK_TUPLE, PACK_LIST, PACK_CALL };
@@ -371,21 +374,42 @@ static int parse_python_floats(EntryObject *self, PyObject *python_floats)
     return 0;
 }
 
+/* python_ints: (index, lo, hi) of inputs passed as Python ints; each is a 0-d int64 input, and a value
+ * outside [lo, hi] (what the integer dtypes the program converts it to can hold) is left to the
+ * Python path, which raises numpy's OverflowError. */
+static int parse_python_ints(EntryObject *self, PyObject *python_ints)
+{
+    for (Py_ssize_t i = 0; python_ints != NULL && i < PyTuple_GET_SIZE(python_ints); i++) {
+        Py_ssize_t n;
+        long long lo, hi;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(python_ints, i), "nLL", &n, &lo, &hi))
+            return -1;
+        if (n < 0 || n >= self->n_in || self->specs[n].ndim != 0 || self->specs[n].type_num != NPY_INT64 || lo > hi) {
+            PyErr_SetString(PyExc_ValueError, "tracejit: a Python int input is a 0-d int64 input with lo <= hi");
+            return -1;
+        }
+        self->specs[n].python_int = 1;
+        self->specs[n].int_lo = lo;
+        self->specs[n].int_hi = hi;
+    }
+    return 0;
+}
+
 /* Entry(main, hidden, bad_index, inputs, outputs, pack, on_error, lock, release_gil, owner[, layout,
- *       python_floats])
+ *       python_floats, keywords, python_ints])
  *   main, bad_index: addresses (int); hidden: addresses of the constants and the workspace;
  *   inputs, outputs: lists of (shape tuple, numpy dtype). */
 static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"main", "hidden", "bad_index", "inputs", "outputs", "pack", "on_error", "lock",
-                               "release_gil", "owner", "layout", "python_floats", "keywords", NULL};
+                               "release_gil", "owner", "layout", "python_floats", "keywords", "python_ints", NULL};
     PyObject *main, *hidden, *bad_index, *inputs, *outputs, *pack, *on_error, *lock, *owner;
-    PyObject *layout = Py_None, *python_floats = NULL, *keyword_layout = Py_None;
+    PyObject *layout = Py_None, *python_floats = NULL, *keyword_layout = Py_None, *python_ints = NULL;
     int release_gil;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO!O!OOOpO|OO!O:Entry", keywords, &main, &PyTuple_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO!O!OOOpO|OO!OO!:Entry", keywords, &main, &PyTuple_Type,
                                      &hidden, &bad_index, &PyList_Type, &inputs, &PyList_Type, &outputs, &pack,
                                      &on_error, &lock, &release_gil, &owner, &layout, &PyTuple_Type, &python_floats,
-                                     &keyword_layout))
+                                     &keyword_layout, &PyTuple_Type, &python_ints))
         return NULL;
     Py_ssize_t n_in = PyList_GET_SIZE(inputs), n_out = PyList_GET_SIZE(outputs), n_hidden = PyTuple_GET_SIZE(hidden);
     if (n_in + n_out + n_hidden + 1 > MAX_POINTERS) {
@@ -439,7 +463,8 @@ static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < n_hidden; i++)
         if ((self->hidden[i] = address_of(PyTuple_GET_ITEM(hidden, i))) == NULL)
             goto fail;
-    if (parse_layout(self, layout, keyword_layout) < 0 || parse_python_floats(self, python_floats) < 0)
+    if (parse_layout(self, layout, keyword_layout) < 0 || parse_python_floats(self, python_floats) < 0 ||
+        parse_python_ints(self, python_ints) < 0)
         goto fail;
     if ((self->bad_index = address_of(bad_index)) == NULL)
         goto fail;
@@ -522,6 +547,13 @@ static int leaf_matches(const Spec *spec, PyObject *leaf)
 {
     if (spec->python_float)
         return PyFloat_CheckExact(leaf);
+    if (spec->python_int) {  /* exact int (a bool is not), within what the program's conversions hold */
+        if (!PyLong_CheckExact(leaf))
+            return 0;
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(leaf, &overflow);
+        return !overflow && value >= spec->int_lo && value <= spec->int_hi;
+    }
     if (spec->ndim == 0 && numpy_scalar_of(leaf, spec->type_num))
         return 1;
     if (!PyArray_CheckExact(leaf))
@@ -669,6 +701,9 @@ static PyObject *entry_run(const EntryObject *entry, PyObject *const *inputs)
                 scalars[i].f8 = value;
             else
                 scalars[i].f4 = (float)value;
+            pointers[n++] = &scalars[i];
+        } else if (spec->python_int) {  /* checked in range by leaf_matches */
+            scalars[i].i8 = PyLong_AsLongLong(inputs[i]);
             pointers[n++] = &scalars[i];
         } else if (!PyArray_Check(inputs[i])) {  /* a numpy scalar of the input's own type */
             PyArray_ScalarAsCtype(inputs[i], &scalars[i]);

@@ -207,7 +207,7 @@ def test_argument_errors_are_the_python_paths(rng):
 
 
 @needs_c
-def test_ints_and_bools_take_the_python_path_python_floats_run_in_c(rng):
+def test_bools_take_the_python_path_python_floats_and_ints_run_in_c(rng):
     f = tj.jit(lambda x, y: x + y)
     x = np.arange(4, dtype=np.float32)
     spy = warm(f, x, x)
@@ -216,10 +216,32 @@ def test_ints_and_bools_take_the_python_path_python_floats_run_in_c(rng):
     same(f(x, np.array(2.0)), x + np.array(2.0))  # a 0-d float64 array is not weak: float64
     same(f(x, np.array(2.0)), x + np.array(2.0))
     assert spy.calls == 2
-    same(f(x, 2), x + 2)  # ints and bools keep numpy's conversion checks in Python
-    same(f(x, 2), x + 2)
+    same(f(x, 2), x + 2)  # an int: compiled, then ...
+    same(f(x, -7), x + -7)  # ... in C
+    same(f(x, True), x + True)  # bools keep numpy's conversion rules in Python
     same(f(x, True), x + True)
     assert spy.calls == 5
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_python_ints_run_in_c_within_what_the_program_converts_them_to(dtype):
+    f = tj.jit(lambda x, k: x * k + k)
+    x = np.array([1, -2, 3], dtype)
+    spy = warm(f, x, 3)
+    info = np.iinfo(dtype)
+    inside = [0, -1, 2**31 - 1, -2**31, info.max, info.min]
+    for k in inside:
+        same(f(x, k), x * k + k)
+    assert spy.calls == 0
+    for k in [info.max + 1, info.min - 1, 2**64]:
+        with pytest.raises(OverflowError) as ours:
+            f(x, k)
+        with pytest.raises(OverflowError):
+            x * k + k
+        if abs(k) < 2**63:
+            assert str(ours.value) == f"Python integer {k} out of bounds for {np.dtype(dtype)}"
+    assert spy.calls == 3  # each of those went to the Python path, which raised
 
 
 Moments = namedtuple("Moments", "m v")

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import pytree
+from . import dtypes, pytree
 from .errors import DTypeError
 from .trace import tracing
-from .trace.tracing import ArgSpec, TracedFunction, check_python_int, is_tracing, python_int_casts, trace
+from .trace.tracing import ArgSpec, TracedFunction, is_tracing, python_int_casts, trace
 
 try:  # the C dispatcher (csrc/dispatch.c): calls matching a compiled signature skip the Python path
     from . import _dispatch
@@ -83,13 +83,13 @@ class _Compiled:
 
     def __call__(self, leaves):
         for n, dtype in self.int_casts:  # as numpy: 2**40 meeting an int32 array is an OverflowError
-            check_python_int(leaves[n], dtype)
+            dtypes.check_python_int(leaves[n], dtype)
         return self.unflatten(self.executable(*leaves))
 
 
 def _fast_entry(key, compiled: _Compiled):
-    """The C dispatcher's Entry for a signature whose arguments, positional or keyword, are arrays
-    or Python floats (a learning rate), alone or in dicts with str keys, tuples, namedtuples and
+    """The C dispatcher's Entry for a signature whose arguments, positional or keyword, are arrays,
+    Python floats (a learning rate) or Python ints, alone or in dicts with str keys, tuples, namedtuples and
     lists (a model's parameters, an optimizer's state), with no static arguments and dtypes already the ones compiled; else
     None. Any call the Entry matches then has this very key, so it runs the same program the
     Python path would pick."""
@@ -100,17 +100,30 @@ def _fast_entry(key, compiled: _Compiled):
     if static or layouts is None:
         return None
     python_floats = tuple(n for n, s in enumerate(leaf_specs) if s is float)
-    if any(isinstance(s, type) and s is not float for s in leaf_specs):
-        return None  # bools and ints: numpy's conversion rules stay on the Python path
+    python_ints = tuple(_int_range(n, compiled) for n, s in enumerate(leaf_specs) if s is int)
+    if any(isinstance(s, type) and s not in (float, int) for s in leaf_specs):
+        return None  # bools keep numpy's conversion rules on the Python path
     if any(compiled.specs[n].shape != () or compiled.specs[n].dtype.char not in "fd" for n in python_floats):
         return None  # the dispatcher writes a Python float into a 0-d float64 or float32 input only
+    if any(compiled.specs[n].shape != () or compiled.specs[n].dtype != np.int64 for n, _, _ in python_ints):
+        return None  # ... and a Python int into a 0-d int64 one
     if any(not isinstance(s, type) and s[1] != spec.dtype.char for s, spec in zip(leaf_specs, compiled.specs)):
         return None
     make = getattr(compiled.executable, "fast_entry", None)  # an InterpretedExecutable has none
     if make is None:
         return None
     layout, keywords = layouts
-    return make(_output_packing(compiled.traced.out_treedef), layout, python_floats, keywords)
+    return make(_output_packing(compiled.traced.out_treedef), layout, python_floats, keywords, python_ints)
+
+
+def _int_range(n: int, compiled: _Compiled) -> tuple[int, int, int]:
+    """(n, lo, hi): the Python ints input n takes in C, what int64 and every integer dtype the
+    program converts it to can hold; any other value goes to the Python path's OverflowError."""
+    lo, hi = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+    for m, dtype in compiled.int_casts:
+        if m == n:
+            lo, hi = max(lo, int(np.iinfo(dtype).min)), min(hi, int(np.iinfo(dtype).max))
+    return n, lo, hi
 
 
 def _call_layout(treedef) -> tuple | None:

@@ -73,6 +73,13 @@ def result_type(*operands: tuple[np.dtype, bool]) -> np.dtype:
     return canonical(np.result_type(*args))
 
 
+def check_python_int(value: int, dtype) -> None:
+    """numpy's OverflowError (NEP 50) for a Python int that the integer `dtype` cannot hold."""
+    info = np.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise OverflowError(f"Python integer {value} out of bounds for {np.dtype(dtype)}")
+
+
 def python_scalar_dtype(value) -> np.dtype:
     """The dtype numpy gives a lone Python scalar."""
     if isinstance(value, bool):

@@ -151,13 +151,12 @@ class Executable:
         if leaf is _MISSING:
             raise TypeError(f"{self.name}: argument {self.arg_paths[n]} is missing; it takes {self._n_in} array "
                             f"arguments (the flattened leaves {', '.join(self.arg_paths)})")
+        if type(leaf) is int and dtype.kind in "iu":  # as numpy (NEP 50): out of range is an OverflowError
+            dtypes.check_python_int(leaf, dtype)
         array = np.asarray(leaf)
         if array.dtype == dtype and array.shape == shape:
             return array
         expected = f"{dtype}{list(shape)}"
-        if isinstance(leaf, int) and array.dtype.kind == "O":
-            raise ValueError(f"{self.name}: argument {self.arg_paths[n]} is the Python int {leaf}, which does not "
-                             f"fit in {dtype}")
         if array.dtype.kind in "OUSV":
             raise TypeError(f"{self.name}: argument {self.arg_paths[n]} is a {type(leaf).__name__}, but it was "
                             f"compiled for an array {expected}; it takes {self._n_in} array arguments (the "
@@ -177,13 +176,14 @@ class Executable:
         bad = int(self._bad_index[0]) if bad is None else bad
         raise IndexError(self._errors[status - 1].format(bad=bad))
 
-    def fast_entry(self, pack, layout=None, python_floats=(), keywords=None):
+    def fast_entry(self, pack, layout=None, python_floats=(), keywords=None, python_ints=()):
         """This signature as the C dispatcher calls it (a tracejit._dispatch.Entry), or None without
         the extension or for more parameters than it handles. `pack` says how the outputs come back:
         'leaf' (the one output), 'tuple', 'list', or a callable taking the list of outputs; `layout`
         how the positional arguments hold the inputs (None: one each; else one layout node per
         argument, see api._layout_node), and `keywords` the keyword arguments (None, or a dict
-        node, with a layout); `python_floats` which inputs are passed as Python floats."""
+        node, with a layout); `python_floats` which inputs are passed as Python floats, and
+        `python_ints` which as Python ints, with the range each may take: (index, lo, hi)."""
         if _dispatch is None or self._n_in + len(self._out_specs) + len(self._hidden) > _dispatch.MAX_POINTERS:
             return None
         address = self.library.ffi.cast
@@ -192,7 +192,8 @@ class Executable:
                                bad_index=int(address("uintptr_t", self._bad_index)), inputs=self._in_specs,
                                outputs=self._out_specs, pack=pack, on_error=self._raise, lock=self._lock,
                                release_gil=self._release_gil, owner=self, layout=layout,
-                               python_floats=tuple(python_floats), keywords=keywords)
+                               python_floats=tuple(python_floats), keywords=keywords,
+                               python_ints=tuple(python_ints))
 
     # ---- a program found by its traced graph (compile/programs.py): the pipeline runs on demand
     _pipeline = None  # _Pipeline of a program loaded from the cache

@@ -106,13 +106,6 @@ def python_int_casts(traced: TracedFunction) -> tuple[tuple[int, np.dtype], ...]
     return tuple(sorted(casts, key=lambda c: (c[0], c[1].str)))
 
 
-def check_python_int(value: int, dtype: np.dtype) -> None:
-    """numpy's OverflowError for a Python int that `dtype` cannot hold."""
-    info = np.iinfo(dtype)
-    if not info.min <= value <= info.max:
-        raise OverflowError(f"Python integer {value} out of bounds for {dtype}")
-
-
 @dataclass(frozen=True)
 class ArgSpec:
     """Shape, dtype and weakness of one dynamic argument leaf: what a signature is made of."""
