@@ -103,6 +103,18 @@ static inline double tj_maximum_f64(double a, double b) { double m = a > b ? a :
 static inline float tj_minimum_f32(float a, float b) { float m = a < b ? a : b; return a != a ? a : m; }
 static inline double tj_minimum_f64(double a, double b) { double m = a < b ? a : b; return a != a ? a : m; }
 
+/* np.fmax / np.fmin: nan only when both are nan. Floats use C's fmax/fmin, as numpy's array
+ * loops do (which zero a tie of -0.0 and 0.0 gives is up to them: numpy's scalar and array
+ * paths differ there); integers are plain max/min. */
+static inline float tj_fmax_f32(float a, float b) { return fmaxf(a, b); }
+static inline double tj_fmax_f64(double a, double b) { return fmax(a, b); }
+static inline float tj_fmin_f32(float a, float b) { return fminf(a, b); }
+static inline double tj_fmin_f64(double a, double b) { return fmin(a, b); }
+static inline int32_t tj_fmax_i32(int32_t a, int32_t b) { return a >= b ? a : b; }
+static inline int64_t tj_fmax_i64(int64_t a, int64_t b) { return a >= b ? a : b; }
+static inline int32_t tj_fmin_i32(int32_t a, int32_t b) { return a <= b ? a : b; }
+static inline int64_t tj_fmin_i64(int64_t a, int64_t b) { return a <= b ? a : b; }
+
 /* Combine step of np.max / np.min reductions (NaN anywhere -> NaN). Same function as
  * tj_maximum/tj_minimum: use it to merge partial results (lanes, threads, blocks).
  * Note for emitters: gcc will not vectorize `acc = tj_max_combine(acc, x[i])` as a

@@ -166,6 +166,10 @@ CASES: dict[str, list[Case]] = {
         Case(lambda x: np.maximum(x, 0.05), args(distinct(6))),
     ],
     "minimum": [Case(lambda x, y: np.minimum(x, y), args(distinct(3, 4), distinct(3, 1)), (0, 1))],
+    "fmax": [Case(lambda x, y: np.fmax(x, y), args(distinct(3, 4), distinct(4)), (0, 1))],
+    "fmin": [Case(lambda x, y: np.fmin(x, y), args(distinct(3, 4), distinct(3, 1)), (0, 1))],
+    "copysign": [Case(lambda x, y: np.copysign(x, y) * x, args(lambda r: r.choice([-1, 1], (3, 4)) * r.uniform(0.5, 2, (3, 4)),
+                                                           normal(4)), (0,))],
     # x / y kept within 0.2 of the middle between integers: no jump of // within eps
     "remainder": [Case(lambda x, y: x % y, args(lambda r: (r.integers(-4, 4, (3, 4)) + 0.5 + r.uniform(-0.2, 0.2, (3, 4)))
                                                 * np.array([0.7, 1.3, 2.0, 0.9]), np.array([0.7, 1.3, 2.0, 0.9])), (0, 1))],

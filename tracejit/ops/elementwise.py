@@ -220,6 +220,17 @@ maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", "np.
 minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", "np.minimum({0}, {1})", commutative=True,
                          vjp=_binary(_chooser_rule))
 
+# fmax/fmin ignore a nan operand; the operand equal to the result gets the cotangent, as for maximum.
+fmax_p = _elementwise("fmax", np.fmax, "tj_fmax_{t}({0}, {1})", "np.fmax({0}, {1})", vjp=_binary(_chooser_rule))
+fmin_p = _elementwise("fmin", np.fmin, "tj_fmin_{t}({0}, {1})", "np.fmin({0}, {1})", vjp=_binary(_chooser_rule))
+# d copysign(x, y)/dx = sign(x) * (the sign y gives, -0.0 included); nothing flows to y.
+copysign_p = _elementwise(
+    "copysign", np.copysign, "copysign{f}({0}, {1})", "np.copysign({0}, {1})", FLOAT_ONLY,
+    vjp=lambda b, node, ct: [unbroadcast(b, mul(b, ct, mul(b, b.emit("sign", node.inputs[0]), b.emit(
+        "copysign", const(b, 1, node.inputs[1]), node.inputs[1]))), node.inputs[0].shape), None],
+)
+
+
 # ---- comparisons and logic (bool results; no gradient flows through them) ------------------
 less_p = _elementwise("less", np.less, "({0} < {1})", "{0} < {1}", ANY, dtypes.bool_, zero_vjp=True)
 less_equal_p = _elementwise("less_equal", np.less_equal, "({0} <= {1})", "{0} <= {1}", ANY, dtypes.bool_, zero_vjp=True)
