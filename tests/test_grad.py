@@ -166,6 +166,11 @@ CASES: dict[str, list[Case]] = {
         Case(lambda x: np.maximum(x, 0.05), args(distinct(6))),
     ],
     "minimum": [Case(lambda x, y: np.minimum(x, y), args(distinct(3, 4), distinct(3, 1)), (0, 1))],
+    "cumsum": [
+        Case(lambda x: np.cumsum(x, axis=1), args(normal(3, 4))),
+        Case(lambda x: np.cumsum(x.T, axis=0) * x.T, args(normal(3, 4))),
+        Case(lambda x: np.cumsum(x), args(normal(2, 3))),
+    ],
     "fmax": [Case(lambda x, y: np.fmax(x, y), args(distinct(3, 4), distinct(4)), (0, 1))],
     "fmin": [Case(lambda x, y: np.fmin(x, y), args(distinct(3, 4), distinct(3, 1)), (0, 1))],
     "copysign": [Case(lambda x, y: np.copysign(x, y) * x, args(lambda r: r.choice([-1, 1], (3, 4)) * r.uniform(0.5, 2, (3, 4)),

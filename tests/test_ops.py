@@ -253,6 +253,23 @@ def test_linalg_norm_and_logaddexp(dtype):
         tj.jit(lambda x: np.linalg.norm(x, 1))(x)
 
 
+@pytest.mark.parametrize("dtype", FLOATS + [np.int32, np.int64, np.bool_])
+def test_cumsum_is_numpys_to_the_bit(dtype):
+    """Sequential additions in the output dtype, as np.cumsum: the same bits; ints and bools in
+    int64; -0.0 kept at the start; strided and transposed inputs; every axis and the flattened form."""
+    x = rnd((3, 4, 5), dtype) if np.dtype(dtype).kind == "f" else ints((3, 4, 5), dtype) > 0 \
+        if dtype == np.bool_ else ints((3, 4, 5), dtype)
+    check(lambda x: (np.cumsum(x), np.cumsum(x, axis=0), x.cumsum(axis=1), np.cumsum(x, -1),
+                     np.cumsum(x.T, axis=1), np.cumsum(x[:, ::2], axis=2), np.cumsum(x[:1], axis=0)), x, exact=True)
+    if np.dtype(dtype).kind == "f":
+        zeros = np.array([-0.0, -0.0, 1.0, np.inf, -np.inf, np.nan], dtype)
+        with np.errstate(all="ignore"):
+            got, want = tj.jit(np.cumsum)(zeros), np.cumsum(zeros)
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+        check(lambda x: np.cumsum(x, dtype=np.float64), x)
+
+
 @pytest.mark.parametrize("dtype", FLOATS + [np.int64])
 def test_roll_repeat_tile_pad_split(dtype):
     x = ints((3, 4), dtype) if np.dtype(dtype).kind == "i" else rnd((3, 4), dtype)
@@ -516,7 +533,8 @@ CASES_FOR_COVERAGE = [
      (rnd((2,), np.float32),)),
     (lambda x, y: (np.arctan2(x, y), np.hypot(x, y), np.fmax(x, y), np.fmin(x, y), np.copysign(x, y)),
      (rnd((2,), np.float32),) * 2),
-    (lambda x: (x.sum(0), x.prod(0), x.max(0), x.min(0), x.argmax(0), x.argmin(0)), (rnd((2, 3), np.float32),)),
+    (lambda x: (x.sum(0), x.prod(0), x.max(0), x.min(0), x.argmax(0), x.argmin(0), x.cumsum(1)),
+     (rnd((2, 3), np.float32),)),
     (lambda x: (x.reshape(3, 2), x.T, np.broadcast_to(x, (2, 2, 3)), x[:, 1:], np.concatenate([x, x])),
      (rnd((2, 3), np.float32),)),
     (lambda x, y: (x[np.arange(2), y], x @ x.T), (rnd((2, 3), np.float32), np.array([0, 2]))),

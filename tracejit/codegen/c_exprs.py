@@ -63,7 +63,7 @@ def index_expr(offset: int, terms: list[tuple[str, int]]) -> str:
     parts = [var if stride == 1 else f"{var} * {stride}" for var, stride in terms if stride != 0]
     if offset:
         parts.append(str(offset))
-    return " + ".join(parts) or "0"
+    return " + ".join(parts).replace("+ -", "- ") or "0"
 
 
 def omp_pragma(text: str, parallel: bool, schedule: str = "") -> list[str]:

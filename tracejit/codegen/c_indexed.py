@@ -1,4 +1,4 @@
-"""Gather, scatter_add, concatenate and iota kernels -> C loop nests (one emitter each)."""
+"""Gather, scatter_add, concatenate, iota and cumsum kernels -> C loop nests (one emitter each)."""
 from __future__ import annotations
 
 from .. import dtypes
@@ -142,5 +142,33 @@ def emit_iota(ctx: KernelContext, kernel: Kernel, name: str, ops) -> KernelText:
 
 
 
+# ---- cumsum ------------------------------------------------------------------------------------
+def emit_scan(ctx: KernelContext, kernel: Kernel, name: str, ops) -> KernelText:
+    """cumsum along `axis`: the loops of the axes before it, then the scanned axis in order, then
+    the axes after it innermost (vectorized: each element adds the one before it along the axis,
+    already computed). The first position copies, as numpy's accumulate does (-0.0 stays -0.0)."""
+    node = kernel.nodes[0]
+    (x,), out, axis = node.inputs, node.out, node.params["axis"]
+    w, params, names = Writer(), Params(), ctx.names
+    params.use(out, written=True)
+    loop_vars = [f"i{n}" for n in range(x.ndim)]
+    out_strides = own_view(out).strides
+    literal = ctx.literal_of(x)
+    if literal is None:
+        view = ctx.views[x]
+        params.use(view.root)
+        literal = f"{names.buffer(view.root)}[{index_expr(view.offset, list(zip(loop_vars, view.strides)))}]"
+    here = f"{names.buffer(out)}[{index_expr(0, list(zip(loop_vars, out_strides)))}]"
+    before = f"{names.buffer(out)}[{index_expr(-out_strides[axis], list(zip(loop_vars, out_strides)))}]"
+    for n, (var, extent) in enumerate(zip(loop_vars, x.shape)):
+        if n == x.ndim - 1 and n != axis:
+            w(*omp_pragma("simd", False))
+        w.open(f"for (int64_t {var} = 0; {var} < {extent}; {var}++)")
+    w(f"{here} = {loop_vars[axis]} == 0 ? {literal} : {before} + {literal};")
+    for _ in loop_vars:
+        w.close()
+    return function_text(name, kernel, ops, params, names, w, can_fail=False)
+
+
 EMITTERS = {"gather": emit_gather, "scatter_add": emit_scatter_add, "concatenate": emit_concatenate,
-            "iota": emit_iota}
+            "iota": emit_iota, "scan": emit_scan}

@@ -1,7 +1,7 @@
 """Every primitive, one record each. Importing this package fills registry.PRIMITIVES."""
-from . import control, elementwise, index, linalg, reduce, shape, source
+from . import control, elementwise, index, linalg, reduce, scan, shape, source
 from .registry import PRIMITIVES, Aval, Kind, Primitive
 
-FAMILIES = (control, elementwise, index, linalg, reduce, shape, source)  # imported for their registrations
+FAMILIES = (control, elementwise, index, linalg, reduce, scan, shape, source)  # imported for their registrations
 
 __all__ = ["PRIMITIVES", "Aval", "Kind", "Primitive"]

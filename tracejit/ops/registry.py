@@ -17,6 +17,7 @@ class Kind(enum.Enum):
     MATMUL = "matmul"  # BLAS-backed
     SOURCE = "source"  # constants and iota: no array inputs
     CONTROL = "control"  # cond / while: nodes holding sub-graphs
+    SCAN = "scan"  # out[..., i, ...] = out[..., i - 1, ...] + x[..., i, ...] along `axis` (cumsum)
 
 
 class Aval(NamedTuple):

@@ -175,6 +175,13 @@ class _Fuser(AfterGrouping):
         kernel.deps |= self.external_deps(node, set())
         self.store(kernel, node.out)
 
+    def visit_scan(self, node: Node) -> None:
+        kernel = self.new_kernel("scan", nodes=[node])
+        for v in node.inputs:
+            self.view(v)
+        kernel.deps |= self.external_deps(node, set())
+        self.store(kernel, node.out)
+
     def visit_scatter(self, node: Node) -> None:
         kernel = self.new_kernel("scatter_add", nodes=[node])
         for v in node.inputs:

@@ -13,7 +13,7 @@ from ..ir.graph import Graph, Node, Value
 
 @dataclass(eq=False)
 class Kernel:
-    kind: str  # "loop" | "matmul" | "gather" | "scatter_add" | "concatenate" | "iota" | "control"
+    kind: str  # "loop" | "matmul" | "gather" | "scatter_add" | "concatenate" | "iota" | "scan" | "control"
     nodes: list[Node] = field(default_factory=list)
     domain: tuple[int, ...] = ()
     reduce_axes: frozenset = frozenset()

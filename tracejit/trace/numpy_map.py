@@ -205,6 +205,20 @@ def amin(a, axis=None, out=None, keepdims=False, initial=None, where=None):
     return _reduction("min", a, axis, keepdims)
 
 
+def cumsum(a, axis=None, dtype=None, out=None):
+    """np.cumsum: in the dtype np.sum would use (int64 for bools and int32), flattened for axis=None."""
+    _require_absent("cumsum", out=out)
+    value = _value(a)
+    if axis is None:
+        value = emit("reshape", value, shape=(value.size,)) if value.ndim != 1 else value
+        axis = 0
+    (axis,) = normalize_axes(axis, value.ndim)
+    acc = _accumulator_dtype("sum", value.dtype, dtype)
+    if value.dtype != acc:
+        value = emit("astype", value, dtype=acc)
+    return _wrap(emit("cumsum", value, axis=axis) if value.shape[axis] > 1 else value)
+
+
 def any_(a, axis=None, out=None, keepdims=False, *, where=None):
     """np.any: the max of the truth values."""
     _require_absent("any", out=out, where=where)
@@ -501,6 +515,7 @@ def size(a, axis=None):
 FUNCTIONS = {
     np.sum: sum, np.prod: prod, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin,
     np.argmax: argmax, np.argmin: argmin, np.mean: mean, np.var: var, np.std: std, np.any: any_, np.all: all_,
+    np.cumsum: cumsum,
     np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes, np.moveaxis: moveaxis,
     np.broadcast_to: broadcast_to, np.expand_dims: expand_dims, np.squeeze: squeeze, np.ravel: ravel,
     np.concatenate: concatenate, np.stack: stack, np.where: where, np.clip: clip,

@@ -117,6 +117,9 @@ class Tracer:
     def min(self, axis=None, out=None, keepdims=False, **kw):
         return nm.amin(self, axis, out, keepdims, **kw)
 
+    def cumsum(self, axis=None, dtype=None, out=None):
+        return nm.cumsum(self, axis, dtype, out)
+
     def any(self, axis=None, out=None, keepdims=False, **kw):
         return nm.any_(self, axis, out, keepdims, **kw)
 
