@@ -113,6 +113,8 @@ y3 = normal(7, 9, 11)
 check("reductions over non-last axes", lambda y: (y.sum(axis=0), y.max(axis=(0, 2)), y.mean(axis=1), y.argmax(axis=0)), y3, rtol=1e-5)
 check("broadcasting", lambda a, b, c: a[:, None, :] * b[None, :, None] + c, normal(5, 7), normal(6), normal(6, 7))
 check("slices and concatenate", lambda x: np.concatenate([x[::-1, ::2], x[1:, 1::2] * 2], axis=0), normal(9, 8))
+check("cumsum and its gradient", lambda x: (np.cumsum(x, axis=0), np.cumsum(x.T, axis=1), np.cumsum(x[:, ::2]),
+                                       tj.grad(lambda v: np.sum(np.cumsum(v, axis=1) ** 2))(x)), normal(9, 8), rtol=1e-5)
 check("where and comparisons", lambda x: np.where(x > 0, np.sqrt(np.abs(x)), x ** 3), normal(4, 37, dtype=np.float64))
 check("cond", lambda x: tj.cond(x.sum() > 0, lambda v: v * 2, lambda v: v - 1, x), normal(50))
 check("scan", lambda x: tj.scan(lambda carry, v: (carry * 0.9 + v, carry.sum()), np.zeros(8, F32), x), normal(12, 8))

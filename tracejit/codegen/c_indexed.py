@@ -144,28 +144,41 @@ def emit_iota(ctx: KernelContext, kernel: Kernel, name: str, ops) -> KernelText:
 
 # ---- cumsum ------------------------------------------------------------------------------------
 def emit_scan(ctx: KernelContext, kernel: Kernel, name: str, ops) -> KernelText:
-    """cumsum along `axis`: the loops of the axes before it, then the scanned axis in order, then
-    the axes after it innermost (vectorized: each element adds the one before it along the axis,
-    already computed). The first position copies, as numpy's accumulate does (-0.0 stays -0.0)."""
+    """cumsum along `axis`: the loops of the axes before it; then the first position along it,
+    copied, as numpy's accumulate does (-0.0 stays -0.0); then the others in order, each adding the
+    one before it. The axes after it are innermost and vectorized."""
     node = kernel.nodes[0]
     (x,), out, axis = node.inputs, node.out, node.params["axis"]
     w, params, names = Writer(), Params(), ctx.names
     params.use(out, written=True)
     loop_vars = [f"i{n}" for n in range(x.ndim)]
     out_strides = own_view(out).strides
-    literal = ctx.literal_of(x)
-    if literal is None:
+    term = ctx.literal_of(x)
+    if term is None:
         view = ctx.views[x]
         params.use(view.root)
-        literal = f"{names.buffer(view.root)}[{index_expr(view.offset, list(zip(loop_vars, view.strides)))}]"
+        term = f"{names.buffer(view.root)}[{index_expr(view.offset, list(zip(loop_vars, view.strides)))}]"
     here = f"{names.buffer(out)}[{index_expr(0, list(zip(loop_vars, out_strides)))}]"
     before = f"{names.buffer(out)}[{index_expr(-out_strides[axis], list(zip(loop_vars, out_strides)))}]"
-    for n, (var, extent) in enumerate(zip(loop_vars, x.shape)):
-        if n == x.ndim - 1 and n != axis:
-            w(*omp_pragma("simd", False))
+    for var, extent in zip(loop_vars[:axis], x.shape[:axis]):
         w.open(f"for (int64_t {var} = 0; {var} < {extent}; {var}++)")
-    w(f"{here} = {loop_vars[axis]} == 0 ? {literal} : {before} + {literal};")
-    for _ in loop_vars:
+    scan_var, inner = loop_vars[axis], list(zip(loop_vars[axis + 1:], x.shape[axis + 1:]))
+    for first, header, statement in ((True, f"const int64_t {scan_var} = 0;", f"{here} = {term};"),
+                                     (False, None, f"{here} = {before} + {term};")):
+        if first:  # a block of its own for the first position
+            w("{")
+            w.depth += 1
+            w(header)
+        else:
+            w.open(f"for (int64_t {scan_var} = 1; {scan_var} < {x.shape[axis]}; {scan_var}++)")
+        for n, (var, extent) in enumerate(inner):
+            if n == len(inner) - 1:
+                w(*omp_pragma("simd", False))
+            w.open(f"for (int64_t {var} = 0; {var} < {extent}; {var}++)")
+        w(statement)
+        for _ in range(len(inner) + 1):
+            w.close()
+    for _ in loop_vars[:axis]:
         w.close()
     return function_text(name, kernel, ops, params, names, w, can_fail=False)
 
