@@ -161,33 +161,26 @@ class _Fuser(AfterGrouping):
         self.store(kernel, value, copy)
         return copy
 
-    def visit_concatenate(self, node: Node) -> None:
-        kernel = self.new_kernel("concatenate", nodes=[node])
+    def single_node_kernel(self, kind: str, node: Node) -> None:
+        """A kernel of `node` alone, reading its inputs through their views (concatenate, gather,
+        scatter_add, scan: each has an emitter of its own in codegen/c_indexed.py)."""
+        kernel = self.new_kernel(kind, nodes=[node])
         for v in node.inputs:
             self.view(v)
         kernel.deps |= self.external_deps(node, set())
         self.store(kernel, node.out)
+
+    def visit_concatenate(self, node: Node) -> None:
+        self.single_node_kernel("concatenate", node)
 
     def visit_gather(self, node: Node) -> None:
-        kernel = self.new_kernel("gather", nodes=[node])
-        for v in node.inputs:
-            self.view(v)
-        kernel.deps |= self.external_deps(node, set())
-        self.store(kernel, node.out)
+        self.single_node_kernel("gather", node)
 
     def visit_scan(self, node: Node) -> None:
-        kernel = self.new_kernel("scan", nodes=[node])
-        for v in node.inputs:
-            self.view(v)
-        kernel.deps |= self.external_deps(node, set())
-        self.store(kernel, node.out)
+        self.single_node_kernel("scan", node)
 
     def visit_scatter(self, node: Node) -> None:
-        kernel = self.new_kernel("scatter_add", nodes=[node])
-        for v in node.inputs:
-            self.view(v)
-        kernel.deps |= self.external_deps(node, set())
-        self.store(kernel, node.out)
+        self.single_node_kernel("scatter_add", node)
 
     def visit_matmul(self, node: Node) -> None:
         operands = tuple(self.blas_operand(v) for v in node.inputs)
