@@ -322,7 +322,9 @@ def test_softmax_cross_entropy_gradient_keeps_rows_in_scratch():
     logits, _ = rng_arrays((16, 40), (1,))
     labels = np.arange(16) % 40
     exe = lower(tj.grad(xent), (logits, labels))
-    assert len(re.findall(r"\bexpf\(", exe.c_source)) == 1  # exp(x - max) computed in one pass only
+    # exp(x - max) computed in one pass only (its fast form, and the full-range one for a row that needs it)
+    assert len(re.findall(r"\btj_exp_fast_f32\(", exe.c_source)) == 1
+    assert len(re.findall(r"\btj_exp_f32\(", exe.c_source)) == 1
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     want = shifted / shifted.sum(axis=1, keepdims=True)
     want[np.arange(16), labels] -= 1
@@ -378,3 +380,63 @@ def test_sums_of_signed_zeros_are_positive_zero_as_in_numpy():
     z = np.full((2, 20), -0.0, np.float32)
     got = tj.jit(lambda z: z.sum(axis=1))(z)
     assert not np.any(np.signbit(got)) and not np.any(np.signbit(np.sum(z, axis=1)))
+
+
+# ---- float32 exp in row passes: fast form, and the pass again where a row needs the full range ----------
+def _rows_that_need_the_full_range(cols: int) -> np.ndarray:
+    """Row i, shifted by its max, holds exp arguments in a different range: ordinary ones, then one
+    with a subnormal result, an overflow, a nan, -inf (fast: 0) and a result just above 2^-126."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((8, cols)).astype(np.float32)
+    x[1, 3] = -95.0       # exp(-95 - max) is subnormal
+    x[2, :] -= 90.0
+    x[2, 0] = 0.0         # the max: the others give subnormals too
+    x[3, 5] = np.nan
+    x[4, 6] = -np.inf     # exp(-inf) = 0 in the fast form, no rerun
+    x[5, 7] = -86.0       # exp(-86 - max) just above the normal floor
+    x[6, 9] = -103.5
+    return x
+
+
+def test_exp_in_a_row_pass_is_the_same_function_whichever_path_computes_it():
+    """Rows of a softmax-like pass run the fast exp; a row with a subnormal result or a nan runs the
+    pass again with tj_exp_f32. Each element must be what a plain elementwise exp (always
+    tj_exp_f32) gives for it, bit for bit, and numpy's within 2 ulp, in every row."""
+    x = _rows_that_need_the_full_range(300)
+
+    def exp_and_sum(x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e, e.sum(axis=1)
+
+    row_pass = tj.jit(exp_and_sum)
+    source = row_pass.lower(x).c_source
+    assert "tj_exp_fast_f32(" in source and re.search(r"if \(tj_exp_slow_\d+\)", source), source
+    e, total = row_pass(x)
+    shifted = x - np.where(np.isnan(x).any(axis=1, keepdims=True), np.nan, x.max(axis=1, keepdims=True))
+    plain = tj.jit(np.exp)(shifted)
+    assert "tj_exp_fast_f32" not in tj.jit(np.exp).lower(shifted).c_source
+    nan = np.isnan(plain)
+    np.testing.assert_array_equal(np.isnan(e), nan)
+    assert e[~nan].tobytes() == plain[~nan].tobytes()
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_array_max_ulp(e[~nan], np.exp(shifted)[~nan], maxulp=2)
+    np.testing.assert_array_equal(total, np.sum(e, axis=1))
+    assert e[1, 3] > 0 and e[1, 3] < np.finfo(np.float32).tiny and e[4, 6] == 0.0
+
+
+def test_a_pass_that_rewrites_what_it_reads_keeps_the_full_range_exp():
+    """A pass may run twice only if it writes no buffer it reads. The last pass here reads e back
+    from the output buffer it overwrites (see stash_plan), so its exp stays tj_exp_f32."""
+    x = _rows_that_need_the_full_range(64)
+
+    def f(x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return np.exp(e / e.sum(axis=1, keepdims=True))
+
+    source = tj.jit(f).lower(x).c_source
+    last_pass = source[source.index("pass 3 of 3"):]
+    assert "tj_exp_f32(" in last_pass and "tj_exp_fast_f32(" not in last_pass, source
+    assert "tj_exp_slow_2" in source  # the first exp pass writes only: fast form
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = f(x)
+    np.testing.assert_allclose(tj.jit(f)(x), want, rtol=1e-6, equal_nan=True)

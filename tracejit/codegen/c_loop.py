@@ -35,6 +35,8 @@ class LoopEmitter:
         self.nest: LoopNest = build_nest(kernel, self.collect_accesses())
         self.stashes: list = []  # see stash_plan
         self.scratch: dict = {}  # see scratch_plan
+        self.fast_exp_flag: str | None = None  # see emit_phase: float32 exps take their fast form
+        self.touched: tuple[set, set] | None = None  # (roots read, roots written) while recording
 
     # accesses and expressions
     def load_map(self, value: Value, consumer: Node | None) -> tuple:
@@ -70,6 +72,8 @@ class LoopEmitter:
             return literal
         acc = self.access_of(value, self.load_map(value, consumer))
         self.params.use(acc.root)
+        if self.touched is not None:
+            self.touched[0].add(acc.root)
         return f"{self.names.buffer(acc.root)}[{self.index(acc, loops)}]"
 
     # statements
@@ -84,9 +88,13 @@ class LoopEmitter:
             scope[out] = self.operand(node.inputs[0], node, scope, loops)
             return
         args = [self.operand(v, node, scope, loops) for v in node.inputs]
-        expr = node.prim.c_expr(args, [v.dtype for v in node.inputs], out.dtype, **node.params)
         name = self.names.of(out)
-        self.w(f"const {local_type(out.dtype)} {name} = {expr};")
+        if self.fast_exp_flag and is_float32_exp(node):
+            self.w(f"const float {name} = tj_exp_fast_f32({args[0]});",
+                   f"{self.fast_exp_flag} |= tj_exp_outside_fast_f32({args[0]});")
+        else:
+            expr = node.prim.c_expr(args, [v.dtype for v in node.inputs], out.dtype, **node.params)
+            self.w(f"const {local_type(out.dtype)} {name} = {expr};")
         scope[out] = name
 
     def reduction(self, node: Node, scope: dict, loops, index_var: str, terms: int = 0, rows: dict | None = None):
@@ -108,6 +116,8 @@ class LoopEmitter:
     def store(self, dest: Value, src: Value, scope: dict, loops) -> None:
         value = scope[src] if src in self.members else self.load(src, None, loops)
         self.params.use(dest, written=True)
+        if self.touched is not None:
+            self.touched[1].add(dest)
         acc = self.store_access(dest, src)
         self.w(f"{self.names.buffer(dest)}[{self.index(acc, loops)}] = {value};")
 
@@ -292,6 +302,11 @@ class LoopEmitter:
         return roots + [u for _, u, write, _ in self.stashes if write == phase]
 
     def emit_phase(self, phase: int, outer_scope: dict, parallel: bool) -> None:
+        """One pass over the reduced axes: its accumulators, its loop, then its reductions'
+        results. A pass computing float32 exps runs them in their fast form (csrc/tracejit.h,
+        1b) and ORs a flag wherever an argument is outside that form's range; a row that sets
+        it (rare: an overflow, a subnormal result, a nan) runs the pass again with the
+        full-range exp. Only a pass that writes no buffer it reads can run twice."""
         nest, kernel = self.nest, self.kernel
         reductions = [n for n in kernel.nodes if n.prim.kind is Kind.REDUCE and reduction_phase(nest, n) == phase]
         stores = [(d, s) for d, s in kernel.stores if s in self.members and nest.phase.get(s) == phase]
@@ -301,40 +316,71 @@ class LoopEmitter:
         keep = [(u, name) for u, (name, write) in self.scratch.items() if write == phase]
         roots = [n.inputs[0] for n in reductions] + [s for _, s in stores] + [u for u, _ in keep]
         needed = self.needed_full_nodes(roots, set(reloaded) | set(kept))
+        pass_parts = (reductions, stores, reloaded, kept, keep, needed, outer_scope, parallel)
+        self.w(f"/* pass {phase + 1} of {nest.num_phases} over the reduced axes */")
+        flag = f"tj_exp_slow_{phase + 1}" if any(is_float32_exp(n) for n in needed) else None
+        body, records, (reads, writes) = self.phase_body(*pass_parts, fast_exp_flag=flag)
+        if flag and (reads | set(reloaded.values())) & writes:
+            flag = None
+            body, records, _ = self.phase_body(*pass_parts, fast_exp_flag=None)
+        for _, red in records:
+            self.w(*red.decls)
+        if flag:
+            self.w(f"int {flag} = 0;")
+        self.phase_loop(body, records, parallel, flag)
+        if flag:
+            self.w.open(f"if ({flag})")
+            self.w("/* an exp outside its fast range (overflow, subnormal, nan): this pass again, full range */")
+            slow_body, slow_records, _ = self.phase_body(*pass_parts, fast_exp_flag=None)
+            for _, red in slow_records:
+                initialized = [_parse_decl(d) for d in red.decls if " = " in d]  # not the terms rows
+                self.w(*[f"{name} = {init};" for _, name, init in initialized])
+            self.phase_loop(slow_body, slow_records, parallel, None)
+            self.w.close()
+        for node, red in records:
+            self.finish_reduction(node, red, outer_scope)
+
+    def phase_body(self, reductions, stores, reloaded, kept, keep, needed, outer_scope, parallel, fast_exp_flag):
+        """The statements of one pass's loop body (a Writer at the depth of the innermost loop),
+        its reductions' records, and the buffers it reads and writes."""
+        nest = self.nest
         loops = nest.outer + nest.inner
         index_var = nest.inner[-1].var if nest.inner else "0"
-        self.w(f"/* pass {phase + 1} of {nest.num_phases} over the reduced axes */")
-        # accumulators are declared before the loops; their updates are written inside
         body = Writer()
         body.depth = self.w.depth + len(nest.inner)
         outer_writer, self.w = self.w, body
-        scope = dict(outer_scope)
-        for u, dest in reloaded.items():
-            scope[u] = f"{self.names.buffer(dest)}[{self.index(self.store_access(dest, u), loops)}]"
-        for u, name in kept.items():
-            scope[u] = f"{name}[{index_var}]"
-        for node in needed:
-            self.statement(node, scope, loops)
-        for u, name in keep:
-            self.w(f"{name}[{index_var}] = {scope[u]};")
-        terms = nest.inner[0].extent if len(nest.inner) == 1 and not parallel else 0
-        rows = self.terms_rows(keep, stores) if terms else {}
-        records = [(node, self.reduction(node, scope, loops, index_var, terms, rows)) for node in reductions]
-        for _, red in records:
-            if red.update:
-                self.w(red.update)
-        for dest, src in stores:
-            self.store(dest, src, scope, loops)
-        self.w = outer_writer
-        for _, red in records:
-            self.w(*red.decls)
+        self.fast_exp_flag, self.touched = fast_exp_flag, (set(), set())
+        try:
+            scope = dict(outer_scope)
+            for u, dest in reloaded.items():
+                scope[u] = f"{self.names.buffer(dest)}[{self.index(self.store_access(dest, u), loops)}]"
+            for u, name in kept.items():
+                scope[u] = f"{name}[{index_var}]"
+            for node in needed:
+                self.statement(node, scope, loops)
+            for u, name in keep:
+                self.w(f"{name}[{index_var}] = {scope[u]};")
+            terms = nest.inner[0].extent if len(nest.inner) == 1 and not parallel else 0
+            rows = self.terms_rows(keep, stores) if terms else {}
+            records = [(node, self.reduction(node, scope, loops, index_var, terms, rows)) for node in reductions]
+            for _, red in records:
+                if red.update:
+                    self.w(red.update)
+            for dest, src in stores:
+                self.store(dest, src, scope, loops)
+            return body, records, self.touched
+        finally:
+            self.w, self.fast_exp_flag, self.touched = outer_writer, None, None
+
+    def phase_loop(self, body: Writer, records, parallel: bool, flag: str | None) -> None:
+        """The pass's loops around `body`, with its reductions' OpenMP clauses (and the flag's)."""
         simd = all(red.simd for _, red in records)
         clauses = "".join(f" reduction({c})" for _, red in records for c in red.clauses)
-        self.open_loops(nest.inner, self.inner_pragmas(simd, clauses, parallel))
+        if flag:
+            clauses += f" reduction(|:{flag})"
+        self.open_loops(self.nest.inner, self.inner_pragmas(simd, clauses, parallel))
         self.w.lines.extend(body.lines)
-        self.close_loops(nest.inner)
-        for node, red in records:
-            self.finish_reduction(node, red, outer_scope)
+        self.close_loops(self.nest.inner)
 
     def terms_rows(self, keep, stores) -> dict:
         """{value: pointer to its row}: values this pass writes whole and contiguously along its one
@@ -372,6 +418,10 @@ class LoopEmitter:
             wanted.add(v)
             stack.extend(u for u in producer[v].inputs if u in producer)
         return [n for n in self.kernel.nodes if n.outputs[0] in wanted and n.prim.kind is not Kind.REDUCE]
+
+
+def is_float32_exp(node: Node) -> bool:
+    return node.prim.name == "exp" and np.dtype(node.out.dtype) == np.float32
 
 
 def _reduction_record(node: Node):
