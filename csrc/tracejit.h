@@ -110,13 +110,15 @@ TJ_DECLARE_SIMD double hypot(double, double);
 #define TJ_EXP_SHIFT_BITS 0x4B400000  /* its bits: bits(x/ln2 + shift) - this = that integer */
 #define TJ_EXP_ZERO_BELOW (-103.98f)  /* exp(x) < 2^-150 here: +0.0, as numpy gives */
 
-/* n = round(x / ln2) as an int; for |x| beyond ~2.9e6, inf or nan it is far outside [-150, 129]. */
+/* n = round(x / ln2) as an int; for |x| beyond ~2.9e6, inf or nan it is far outside [-150, 129].
+ * Unsigned arithmetic: for those inputs the values wrap (defined), and the fast form computes
+ * them before its flag discards the lane. */
 static inline int32_t tj_exp_n_f32(float x)
 {
     float z = fmaf(x, 0x1.715476p+0f, TJ_EXP_SHIFT);
-    int32_t bits;
+    uint32_t bits;
     memcpy(&bits, &z, sizeof bits);
-    return bits - TJ_EXP_SHIFT_BITS;
+    return (int32_t)(bits - (uint32_t)TJ_EXP_SHIFT_BITS);
 }
 
 /* exp(r) - 1 for the reduced argument of x. */
@@ -132,10 +134,10 @@ static inline float tj_exp_reduced_f32(float x)
     return fmaf(fmaf(hi, r2, lo), r2, r);
 }
 
-/* 2^n for n in [-126, 127]. */
+/* 2^n for n in [-126, 127] (other n: some float, no undefined behaviour). */
 static inline float tj_pow2_f32(int32_t n)
 {
-    int32_t bits = (n + 127) << 23;
+    uint32_t bits = ((uint32_t)n + 127u) << 23;
     float s;
     memcpy(&s, &bits, sizeof s);
     return s;
@@ -151,7 +153,7 @@ static inline float tj_exp_fast_f32(float x)
 
 static inline int tj_exp_outside_fast_f32(float x)
 {
-    return ((uint32_t)(tj_exp_n_f32(x) + 126) > 253u) & !(x < TJ_EXP_ZERO_BELOW);
+    return ((uint32_t)tj_exp_n_f32(x) + 126u > 253u) & !(x < TJ_EXP_ZERO_BELOW);
 }
 
 /* Every input. 2^n = 2^n2 * 2^n1 with n2 clamped to the normal range: for n2 = n (the fast
