@@ -192,6 +192,57 @@ def test_python_ints_that_fit_run_and_wider_arrays_take_any_int64():
     np.testing.assert_array_equal(f(np.ones(2, np.float32), 2**40), np.ones(2, np.float32) + 2**40)
 
 
+INT_LITERAL_OPS = {
+    "x == k": lambda x, k: x == k, "x != k": lambda x, k: x != k, "x < k": lambda x, k: x < k,
+    "x >= k": lambda x, k: x >= k, "k < x": lambda x, k: k < x, "np.greater_equal(k, x)": lambda x, k: np.greater_equal(k, x),
+    "x + k": lambda x, k: x + k, "x * k": lambda x, k: x * k, "x // k": lambda x, k: x // k,
+    "np.maximum(x, k)": lambda x, k: np.maximum(x, k), "np.where(x > 2, x, k)": lambda x, k: np.where(x > 2, x, k),
+}
+INT_LITERAL_ARRAYS = {"int32": np.arange(5, dtype=np.int32), "int64": np.arange(5, dtype=np.int64),
+                      "float32": np.arange(5, dtype=np.float32), "bool": np.arange(5) > 2}
+
+
+def _numpy_outcome(fn, *args):
+    try:
+        with np.errstate(all="ignore"):
+            return fn(*args)
+    except OverflowError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("k", [2**31, -2**31 - 1, 2**40, 2**63, -2**63 - 1, 2**70])
+@pytest.mark.parametrize("op", INT_LITERAL_OPS)
+@pytest.mark.parametrize("array", INT_LITERAL_ARRAYS)
+def test_a_python_int_literal_beyond_the_dtype_is_what_numpy_makes_of_it(array, op, k):
+    """In traced code, `int32_array < 2**40` is numpy's exact answer (all True), `int32_array + 2**40`
+    numpy's OverflowError, and np.where(c, int32_array, 2**40) wraps as numpy's does. Before, the
+    literal was cast to int32 and wrapped around everywhere: silent wrong results."""
+    x, fn = INT_LITERAL_ARRAYS[array], INT_LITERAL_OPS[op]
+    want = _numpy_outcome(fn, x, k)
+    if isinstance(want, OverflowError):
+        with pytest.raises(OverflowError) as ours:
+            tj.jit(lambda x: fn(x, k))(x)
+        if -2**63 <= k < 2**63:
+            assert str(want) in str(ours.value)  # numpy's message, then the user's line
+        else:  # numpy: "Python int too large to convert to C long"; ufuncs say which dtype
+            assert str(want) in str(ours.value) or f"Python integer {k} out of bounds" in str(ours.value)
+        return
+    got = tj.jit(lambda x: fn(x, k))(x)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("k", [3, 2**31, -2**31 - 1, 2**40, 2**62])
+def test_an_int_argument_compares_with_int32_arrays_exactly(k):
+    """A Python int argument meets an int32 array in a comparison in int64, so an int beyond
+    int32 gets numpy's answer instead of an OverflowError, on the Python and the C call path."""
+    x = np.arange(-2, 5, dtype=np.int32)
+    f = tj.jit(lambda x, k: (x < k, k == x, x >= k))
+    for _ in range(2):
+        for got, want in zip(f(x, k), (x < k, k == x, x >= k)):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_lower_shows_ir():
     lowered = tj.jit(lambda x: np.exp(x) + np.exp(x)).lower(np.ones(3, np.float32))
     assert "exp" in lowered.ir and "def " in lowered.ir

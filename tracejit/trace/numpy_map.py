@@ -87,6 +87,10 @@ def _weak_descriptor(x):
     return dt
 
 
+def _is_python_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, (bool, np.generic))
+
+
 def _value(x, dtype=None):
     """x as a Value of the current trace, cast to `dtype` if given."""
     from .tracer import to_value
@@ -144,12 +148,65 @@ def apply_ufunc(ufunc, operands):
         types = ", ".join(str(_dtype_of(x)) for x in operands)
         raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None
     in_dtypes = [dtypes.canonical(dt) for dt in resolved[: ufunc.nin]]
+    if ufunc in COMPARISONS:
+        decided = _comparison_beyond_int_range(ufunc, operands, in_dtypes)
+        if decided is not None:
+            return decided
+        in_dtypes = _compare_int_arguments_wide(operands, in_dtypes)
+    for x, dt in zip(operands, in_dtypes):
+        _check_python_int_operand(ufunc, x, dt)
     values = [_value(x, dt) for x, dt in zip(operands, in_dtypes)]
     out = emit(prim, *values)
     out_dtype = dtypes.canonical(resolved[-1])
     if out.dtype != out_dtype:  # e.g. a float-only op on ints resolved to float64 inputs already
         out = emit("astype", out, dtype=out_dtype)
     return _wrap(out, weak=all(_is_weak(x) for x in operands))
+
+
+def _check_python_int_operand(ufunc, x, dtype) -> None:
+    """numpy's OverflowError (NEP 50) for a Python int operand that the ufunc's integer loop
+    cannot hold (`int32_array + 2**40`), where a cast would wrap around silently. (np.where
+    does wrap such an int, in numpy too.)"""
+    if _is_python_int(x) and np.dtype(dtype).kind == "i":
+        try:
+            dtypes.check_python_int(x, dtype)
+        except OverflowError as exc:
+            raise OverflowError(f"np.{ufunc.__name__}: {exc} (at {user_location()})") from None
+
+
+def _compare_int_arguments_wide(operands, in_dtypes):
+    """A Python int argument of the jitted function (a weak int64 tracer) compared with an int32
+    array: compare in int64, where numpy's exact answer for an int beyond int32 (`x < 2**40`)
+    comes out by itself, instead of casting the int to int32 (which the call would have to
+    refuse with OverflowError)."""
+    weak_int_argument = any(_is_tracer(x) and x.weak and x.dtype == dtypes.int64 for x in operands)
+    if weak_int_argument and all(dt == dtypes.int32 for dt in in_dtypes):
+        return [dtypes.int64] * len(in_dtypes)
+    return in_dtypes
+
+
+COMPARISONS = (np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal)
+
+
+def _comparison_beyond_int_range(ufunc, operands, in_dtypes):
+    """`int_array < 2**40`: a Python int outside an integer array's dtype compares the same way
+    with every element, and numpy 2 answers exactly (arithmetic with it raises OverflowError
+    instead, see _value). The answer, numpy's own on the dtype's extremes, broadcast; None if
+    no operand is such an int."""
+    ints = [n for n, (x, dt) in enumerate(zip(operands, in_dtypes)) if _is_python_int(x) and dt.kind == "i"
+            and not np.iinfo(dt).min <= x <= np.iinfo(dt).max]
+    others = [x for n, x in enumerate(operands) if n not in ints]
+    if len(ints) != 1 or len(others) != 1 or _dtype_of(others[0]).kind != "i":
+        return None
+    info = np.iinfo(_dtype_of(others[0]))
+    extremes = np.array([info.min, info.max], _dtype_of(others[0]))
+    probe = [operands[n] if n in ints else extremes for n in range(len(operands))]
+    answer = ufunc(*probe)
+    if answer[0] != answer[1]:  # cannot happen for an int beyond both extremes
+        return None
+    shape = np.broadcast_shapes(*(_shape_of(x) for x in operands))
+    scalar = _trace().builder.constant(np.asarray(answer[0], dtypes.bool_), loc=user_location())
+    return _wrap(emit("broadcast_to", scalar, shape=shape) if shape else scalar)
 
 
 def _ufunc_reduce(ufunc, inputs, kwargs):
