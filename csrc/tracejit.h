@@ -97,7 +97,8 @@ TJ_DECLARE_SIMD double hypot(double, double);
  * to well below an ulp), exp(r) = 1 + r + r^2 * P(r) with P of degree 4 (a Chebyshev fit of
  * (exp(r) - 1 - r) / r^2 on |r| <= ln2/2), and 2^n put into the exponent bits.
  * tj_exp_f32 is within 1.09 ulp of the correctly rounded result for every one of the 2^32
- * float32 inputs (checked against double exp), with numpy's inf, nan, 0 and subnormals.
+ * float32 inputs (tests/exhaustive_exp_f32.c checks all of them against double exp), with numpy's
+ * inf, nan, 0 and subnormals.
  *
  * Why not libmvec's expf: inlined into a fused loop, the fast version below, which is right
  * only while 2^n is a normal float, runs about 25% faster than the call (W2b's row pass:

@@ -194,7 +194,8 @@ def test_python_ints_that_fit_run_and_wider_arrays_take_any_int64():
 
 INT_LITERAL_OPS = {
     "x == k": lambda x, k: x == k, "x != k": lambda x, k: x != k, "x < k": lambda x, k: x < k,
-    "x >= k": lambda x, k: x >= k, "k < x": lambda x, k: k < x, "np.greater_equal(k, x)": lambda x, k: np.greater_equal(k, x),
+    "x >= k": lambda x, k: x >= k, "k < x": lambda x, k: k < x,
+    "np.greater_equal(k, x)": lambda x, k: np.greater_equal(k, x),
     "x + k": lambda x, k: x + k, "x * k": lambda x, k: x * k, "x // k": lambda x, k: x // k,
     "np.maximum(x, k)": lambda x, k: np.maximum(x, k), "np.where(x > 2, x, k)": lambda x, k: np.where(x > 2, x, k),
 }

@@ -114,6 +114,25 @@ def test_floor_ceil_trunc_of_bools_keep_bool():
     check(lambda x: (np.floor(x), np.ceil(x), np.trunc(x)), np.array([True, False]), exact=True)
 
 
+def test_arithmetic_ufuncs_on_bools_use_numpys_bool_loops():
+    """numpy has '??->?' loops for these: add is or, multiply is and, abs the identity. Before,
+    tracejit refused them (DTypeError)."""
+    a, b = np.array([True, False, True, False]), np.array([True, True, False, False])
+    check(lambda a, b: (a + b, a * b, np.maximum(a, b), np.minimum(a, b), np.fmax(a, b), np.fmin(a, b),
+                        np.abs(a), np.add(a, True), (a * b).sum(), a + 1), a, b, exact=True)
+
+
+def test_integer_power_with_a_negative_constant_exponent_is_numpys_value_error():
+    x = np.array([2, 0, -1], np.int32)
+    negative_exponents = (lambda x: x ** -1, lambda x: np.power(x, np.int64(-2)), lambda x: x ** np.array([1, -1, 2]))
+    for fn in negative_exponents:
+        with pytest.raises(ValueError, match="Integers to negative integer powers are not allowed"):
+            fn(x)
+        with pytest.raises(ValueError, match="Integers to negative integer powers are not allowed"):
+            tj.jit(fn)(x)
+    check(lambda x: (x ** 2, x ** 0, x.astype(np.float32) ** -1), x, exact=True)
+
+
 @pytest.mark.parametrize("dtype", FLOATS + [np.int64])
 def test_rint_and_round_half_to_even(dtype):
     halves = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.25, 1.005, -0.0, np.inf, np.nan, 123.456, -7.75])
@@ -296,6 +315,14 @@ def test_heaviside(dtype):
     if np.dtype(dtype).kind == "f":
         x = np.concatenate([x, np.array([np.nan, -0.0, np.inf, -np.inf], dtype)])
     check(lambda x: (np.heaviside(x, 0.5), np.heaviside(x, x)), x, exact=True)
+
+
+def test_heaviside_computes_in_the_loop_numpy_picks_for_its_operands():
+    """heaviside(bool, float32) is float32 in numpy (its float32 loop), and heaviside(0.0, float32)
+    too (a Python float is weak); before, both came out float64."""
+    h, f = np.array([True, False, True]), np.array([0.5, 2.0, -1.0], np.float32)
+    check(lambda h, f: (np.heaviside(h, f), np.heaviside(0.0, f), np.heaviside(f, 1), np.heaviside(f, h)), h, f,
+          exact=True)
 
 
 def test_reorderings_refuse_what_they_cannot_trace():

@@ -14,9 +14,10 @@ import numpy as np
 from .. import dtypes
 from ..errors import ShapeError, UnsupportedOperation, user_location
 from ..ops.shape_util import normalize_axes
-from .numpy_map import (COMPOSITE_UFUNCS, FUNCTIONS, _dtype_of, _is_tracer, _mean_dtype, _reduction, _require_absent,
-                        _shape_of, _value, amax, amin, apply_ufunc, astype, broadcast_to, concatenate, expand_dims,
-                        full_like, matmul, mean, ravel, reshape, sum, transpose, where, zeros_like)
+from .numpy_map import (COMPOSITE_UFUNCS, FUNCTIONS, _dtype_of, _is_tracer, _is_weak, _mean_dtype, _reduction,
+                        _require_absent, _shape_of, _value, _weak_descriptor, amax, amin, apply_ufunc, astype,
+                        broadcast_to, concatenate, expand_dims, full_like, matmul, mean, ravel, reshape, sum,
+                        transpose, where, zeros_like)
 
 
 # ---- reorderings and selections built from indexing (strided reads and gathers) -------------
@@ -149,9 +150,11 @@ def ptp(a, axis=None, out=None, keepdims=False):
 
 
 def heaviside(x1, x2):
-    """np.heaviside: 0 below zero, 1 above, x2 at zero, nan at nan."""
-    if not dtypes.is_float(_dtype_of(x1)):  # numpy's heaviside loops are float ones
-        x1 = astype(x1, dtypes.float64)
+    """np.heaviside: 0 below zero, 1 above, x2 at zero, nan at nan; in the float loop numpy picks
+    for the two operands (bool and float32: float32)."""
+    loop = np.heaviside.resolve_dtypes((_weak_descriptor(x1), _weak_descriptor(x2), None))[0]
+    x1 = astype(x1, dtypes.canonical(loop))
+    x2 = x2 if _is_weak(x2) else astype(x2, dtypes.canonical(loop))
     zero_one = where(apply_ufunc(np.less, (x1, 0)), full_like(x1, 0, shape=()), full_like(x1, 1, shape=()))
     return where(apply_ufunc(np.isnan, (x1,)), x1, where(apply_ufunc(np.equal, (x1, 0)), x2, zero_one))
 

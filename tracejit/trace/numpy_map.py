@@ -34,6 +34,9 @@ UFUNC_PRIMS = {
 }
 # bitwise ops on bool arrays are numpy's logical ops (mask & mask)
 BOOL_ONLY_UFUNCS = {np.bitwise_and: "logical_and", np.bitwise_or: "logical_or", np.invert: "logical_not"}
+# numpy's bool loops ('??->?') of arithmetic ufuncs: add is or, multiply is and, abs is the identity
+BOOL_LOOPS = {np.add: "logical_or", np.multiply: "logical_and", np.maximum: "logical_or",
+              np.minimum: "logical_and", np.fmax: "logical_or", np.fmin: "logical_and", np.absolute: None}
 REDUCE_UFUNCS = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
 
 
@@ -148,6 +151,10 @@ def apply_ufunc(ufunc, operands):
         types = ", ".join(str(_dtype_of(x)) for x in operands)
         raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None
     in_dtypes = [dtypes.canonical(dt) for dt in resolved[: ufunc.nin]]
+    if ufunc in BOOL_LOOPS and all(dt == dtypes.bool_ for dt in resolved):
+        prim = BOOL_LOOPS[ufunc]
+        if prim is None:
+            return _wrap(_value(operands[0], dtypes.bool_), weak=_is_weak(operands[0]))
     if ufunc in COMPARISONS:
         decided = _comparison_beyond_int_range(ufunc, operands, in_dtypes)
         if decided is not None:
@@ -155,6 +162,9 @@ def apply_ufunc(ufunc, operands):
         in_dtypes = _compare_int_arguments_wide(operands, in_dtypes)
     for x, dt in zip(operands, in_dtypes):
         _check_python_int_operand(ufunc, x, dt)
+    exponent = operands[-1]
+    if ufunc is np.power and in_dtypes[1].kind == "i" and not _is_tracer(exponent) and np.any(np.asarray(exponent) < 0):
+        raise ValueError(f"Integers to negative integer powers are not allowed. (at {user_location()})")
     values = [_value(x, dt) for x, dt in zip(operands, in_dtypes)]
     out = emit(prim, *values)
     out_dtype = dtypes.canonical(resolved[-1])
