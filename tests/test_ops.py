@@ -122,6 +122,18 @@ def test_arithmetic_ufuncs_on_bools_use_numpys_bool_loops():
                         np.abs(a), np.add(a, True), (a * b).sum(), a + 1), a, b, exact=True)
 
 
+@pytest.mark.parametrize("fn", [lambda b: np.square(b), lambda b: b % b, lambda b: b // b, lambda b: np.exp(b),
+                                lambda b: np.logaddexp(b, b), lambda b: np.heaviside(b, b), lambda b: np.power(b, b)])
+def test_a_result_numpy_makes_int8_or_float16_is_a_dtype_error(fn):
+    """numpy gives int8 / float16 here; computing in int32 / float32 instead would change the
+    dtypes (and so the promotions) of everything after, so tracejit says so at the line."""
+    b = np.array([True, False, True])
+    with np.errstate(all="ignore"):
+        assert fn(b).dtype in (np.int8, np.float16)
+    with pytest.raises(tj.DTypeError, match=r"in numpy, a dtype tracejit does not compute in .* \(at "):
+        tj.jit(fn)(b)
+
+
 def test_integer_power_with_a_negative_constant_exponent_is_numpys_value_error():
     x = np.array([2, 0, -1], np.int32)
     negative_exponents = (lambda x: x ** -1, lambda x: np.power(x, np.int64(-2)), lambda x: x ** np.array([1, -1, 2]))

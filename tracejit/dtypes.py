@@ -34,8 +34,8 @@ def canonical(dtype) -> np.dtype:
         return canonical(dtype.newbyteorder("="))
     if dtype.kind in "iu" and dtype.itemsize <= 4 and not (dtype.kind == "u" and dtype.itemsize == 4):
         return int32
-    if dtype.kind in "iu":
-        return int64
+    if dtype.kind == "i" or dtype == np.dtype(np.uint32):
+        return int64  # uint64 is not: its values above 2**63 would turn negative
     if dtype.kind == "f" and dtype.itemsize < 4:
         return float32
     raise DTypeError(

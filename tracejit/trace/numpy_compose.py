@@ -149,12 +149,17 @@ def ptp(a, axis=None, out=None, keepdims=False):
     return apply_ufunc(np.subtract, (amax(a, axis, keepdims=keepdims), amin(a, axis, keepdims=keepdims)))
 
 
+def _loop_dtype(ufunc, x1, x2) -> np.dtype:
+    """The dtype of the (float) loop numpy runs `ufunc` in for these two operands."""
+    return dtypes.canonical(ufunc.resolve_dtypes((_weak_descriptor(x1), _weak_descriptor(x2), None))[0])
+
+
 def heaviside(x1, x2):
     """np.heaviside: 0 below zero, 1 above, x2 at zero, nan at nan; in the float loop numpy picks
     for the two operands (bool and float32: float32)."""
-    loop = np.heaviside.resolve_dtypes((_weak_descriptor(x1), _weak_descriptor(x2), None))[0]
-    x1 = astype(x1, dtypes.canonical(loop))
-    x2 = x2 if _is_weak(x2) else astype(x2, dtypes.canonical(loop))
+    loop = _loop_dtype(np.heaviside, x1, x2)
+    x1 = astype(x1, loop)
+    x2 = x2 if _is_weak(x2) else astype(x2, loop)
     zero_one = where(apply_ufunc(np.less, (x1, 0)), full_like(x1, 0, shape=()), full_like(x1, 1, shape=()))
     return where(apply_ufunc(np.isnan, (x1,)), x1, where(apply_ufunc(np.equal, (x1, 0)), x2, zero_one))
 
@@ -204,7 +209,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
 def logaddexp(x1, x2):
     """log(exp(x1) + exp(x2)) as numpy's npy_logaddexp computes it, max + log1p(exp(-|x1 - x2|)),
     with x1 + x2 where the difference is nan (equal infinities); at x1 == x2 the gradient splits
-    evenly (maximum's rule, and abs has derivative 0 there)."""
+    evenly (maximum's rule, and abs has derivative 0 there). Integers go to numpy's float loop first."""
+    loop = _loop_dtype(np.logaddexp, x1, x2)
+    x1, x2 = (x if _is_weak(x) and isinstance(x, float) else astype(x, loop) for x in (x1, x2))
     larger = apply_ufunc(np.maximum, (x1, x2))
     delta = apply_ufunc(np.subtract, (x1, x2))
     spread = apply_ufunc(np.log1p, (apply_ufunc(np.exp, (apply_ufunc(np.negative, (apply_ufunc(np.absolute, (delta,)),)),)),))

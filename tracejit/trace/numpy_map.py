@@ -130,7 +130,17 @@ def dispatch_ufunc(ufunc, method, inputs, kwargs):
         return matmul(*inputs)
     out_dtype = kwargs.pop("dtype", None)
     _require_absent(ufunc.__name__, **kwargs)
-    result = COMPOSITE_UFUNCS[ufunc](*inputs) if ufunc in COMPOSITE_UFUNCS else apply_ufunc(ufunc, inputs)
+    if ufunc in COMPOSITE_UFUNCS:
+        describe = _dtype_of if all(_is_weak(x) for x in inputs) else _weak_descriptor
+        try:
+            result_dtype = ufunc.resolve_dtypes(tuple(describe(x) for x in inputs) + (None,) * ufunc.nout)[-1]
+        except Exception:  # noqa: BLE001 - no loop: the composite's own pieces say so
+            result_dtype = None
+        if result_dtype is not None:
+            require_supported_result(ufunc, inputs, result_dtype)
+        result = COMPOSITE_UFUNCS[ufunc](*inputs)
+    else:
+        result = apply_ufunc(ufunc, inputs)
     return astype(result, out_dtype) if out_dtype is not None else result
 
 
@@ -150,6 +160,7 @@ def apply_ufunc(ufunc, operands):
     except Exception as exc:
         types = ", ".join(str(_dtype_of(x)) for x in operands)
         raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None
+    require_supported_result(ufunc, operands, resolved[-1])
     in_dtypes = [dtypes.canonical(dt) for dt in resolved[: ufunc.nin]]
     if ufunc in BOOL_LOOPS and all(dt == dtypes.bool_ for dt in resolved):
         prim = BOOL_LOOPS[ufunc]
@@ -171,6 +182,16 @@ def apply_ufunc(ufunc, operands):
     if out.dtype != out_dtype:  # e.g. a float-only op on ints resolved to float64 inputs already
         out = emit("astype", out, dtype=out_dtype)
     return _wrap(out, weak=all(_is_weak(x) for x in operands))
+
+
+def require_supported_result(ufunc, operands, result_dtype) -> None:
+    """DTypeError where numpy's result is a dtype tracejit does not compute in (np.square of bools
+    is int8, np.exp of bools float16): widening it would change later promotions and values."""
+    if np.dtype(result_dtype) not in dtypes.SUPPORTED:
+        types = ", ".join(str(_dtype_of(x)) for x in operands)
+        raise DTypeError(f"np.{ufunc.__name__} of ({types}) gives {np.dtype(result_dtype)} in numpy, a dtype tracejit "
+                         f"does not compute in (bool, int32, int64, float32, float64); convert first, e.g. "
+                         f"x.astype(np.int32) or x.astype(np.float32) (at {user_location()})")
 
 
 def _check_python_int_operand(ufunc, x, dtype) -> None:
