@@ -369,4 +369,40 @@ static inline int64_t tj_power_i64(int64_t a, int64_t b) {
 }
 static inline int32_t tj_power_i32(int32_t a, int32_t b) { return (int32_t)tj_power_i64(a, b); }
 
+/* ---------------------------------------------------------------------------------
+ * 5. matmul of integers and bools (floats go to BLAS: codegen/c_program.py's tj_gemm_f32/f64)
+ *
+ * Same arguments as those (a cblas row-major gemm; trans 112 is CblasTrans; alpha is always 1
+ * and beta 0). numpy has no BLAS for these either: it sums in the result dtype, wrapping (here
+ * too: -fwrapv), so the order of the additions cannot change the result; bools are or-of-ands.
+ * Loops i, p, j: the innermost runs along a row of C and of B, so gcc vectorizes it.
+ * --------------------------------------------------------------------------------- */
+#define TJ_INT_GEMM(T, NAME, UPDATE)                                                               \
+    static inline void NAME(int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *a,  \
+                            int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc)      \
+    {                                                                                              \
+        (void)alpha;                                                                               \
+        (void)beta;                                                                                \
+        for (int64_t i = 0; i < m; i++) {                                                          \
+            T *TJ_RESTRICT row = c + i * ldc;                                                      \
+            for (int64_t j = 0; j < n; j++)                                                        \
+                row[j] = 0;                                                                        \
+            for (int64_t p = 0; p < k; p++) {                                                      \
+                const T x = ta == 112 ? a[p * lda + i] : a[i * lda + p];                           \
+                if (tb == 112) {                                                                   \
+                    for (int64_t j = 0; j < n; j++)                                                \
+                        UPDATE(row[j], x, b[j * ldb + p]);                                         \
+                } else {                                                                           \
+                    for (int64_t j = 0; j < n; j++)                                                \
+                        UPDATE(row[j], x, b[p * ldb + j]);                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+#define TJ_ADD_PRODUCT(acc, x, y) ((acc) += (x) * (y))
+#define TJ_OR_AND(acc, x, y) ((acc) = (acc) | ((x) & (y)))
+TJ_INT_GEMM(int32_t, tj_gemm_i32, TJ_ADD_PRODUCT)
+TJ_INT_GEMM(int64_t, tj_gemm_i64, TJ_ADD_PRODUCT)
+TJ_INT_GEMM(bool, tj_gemm_bool, TJ_OR_AND)
+
 #endif /* TRACEJIT_H */

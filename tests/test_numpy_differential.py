@@ -3,8 +3,8 @@
 The other fuzzers compare the C backend with tracejit's own interpreter; this one compares with
 numpy itself, so it also catches tracing-level mistakes: promotion, Python scalars (weak, or too
 big for the dtype they meet), numpy scalars, bool loops, special values. Each expression mixes
-ufuncs, operators, reductions, np.where and casts over two arrays of random dtypes and
-broadcastable shapes. It found the wrapped-around Python int literals, the missing bool loops of
+ufuncs, operators, reductions, np.where, casts, shape functions and products over two arrays of
+random dtypes and broadcastable shapes. It found the wrapped-around Python int literals, the missing bool loops of
 np.add & co., heaviside's dtype, and integer powers with a negative constant exponent.
 
 An op whose numpy result has a dtype tracejit does not compute in (np.square of bools is int8,
@@ -33,6 +33,17 @@ BINARY = ["np.add", "np.subtract", "np.multiply", "np.true_divide", "np.floor_di
           "np.logical_or", "np.logical_xor", "np.heaviside"]
 OPERATORS = ["+", "-", "*", "/", "//", "%", "<", ">=", "==", "!=", "&", "|"]
 REDUCTIONS = ["sum", "prod", "max", "min", "mean", "argmax", "argmin", "any", "all", "var", "std", "cumsum"]
+# Shape functions, products, clip, casts and method spellings on an argument X (Y: a subexpression)
+OTHERS = ["(X @ np.astype(a.T, np.float32))", "np.matmul(X, np.ones((X.shape[-1], 2), X.dtype))", "np.dot(X, X.T)",
+          "X[0]", "X[..., 1:]", "X[::-1]", "X[:, None]", "X.T", "X.reshape(-1)", "np.concatenate([X, X])",
+          "np.stack([X, X], axis=-1)", "np.clip(X, -1, 2)", "np.clip(X, 0.5, None)", "np.mean(X, dtype=np.float64)",
+          "X.sum(axis=0, dtype=np.int64)", "np.round(X, 1)", "np.astype(X, bool)", "np.maximum.reduce(X, axis=0)",
+          "np.add.reduce(X, axis=-1)", "np.cumsum(X, axis=0)", "np.flip(X, 0)", "np.expand_dims(Y, 0)",
+          "np.broadcast_to(X, (2,) + X.shape)", "np.tile(X, 2)", "np.repeat(X, 2, axis=0)", "np.roll(X, 1)",
+          "X.astype(np.float32).var(axis=0, ddof=1)", "np.outer(X, X)", "np.linalg.norm(X)",
+          "np.argmax(X, axis=-1, keepdims=True)", "np.take(X, [0, 1])", "np.abs(X).min(axis=-1)",
+          "np.floor_divide(X, 3)", "X % -3", "np.sign(Y) * X", "np.logical_not(X) | (X > 1)", "X != X",
+          "np.minimum(X, 2**31)", "X < 2**40", "np.arctan2(X, 2)", "np.tril(np.atleast_2d(X))"]
 LITERALS = ["3", "-2", "0", "2**31", "-2**31 - 1", "2**40", "2**62", "255", "0.5", "-2.0", "1e-3", "1e30", "1e40",
             "-0.0", "float('nan')", "float('inf')", "True", "False", "np.float32(1.5)", "np.float32(-0.25)",
             "np.int32(3)", "np.int32(-2)", "np.float64(0.1)", "np.int64(2)"]
@@ -53,7 +64,9 @@ class Expressions:
         if depth == 0 or r < 0.2:
             return self.leaf()
         sub = lambda: self.expr(depth - 1)  # noqa: E731
-        if r < 0.4:
+        if r < 0.3:
+            return self.pick(OTHERS).replace("X", self.pick(["a", "b"])).replace("Y", sub())
+        if r < 0.45:
             return f"{self.pick(UNARY)}({sub()})"
         if r < 0.6:
             return f"{self.pick(BINARY)}({sub()}, {sub()})"

@@ -134,6 +134,38 @@ def test_a_result_numpy_makes_int8_or_float16_is_a_dtype_error(fn):
         tj.jit(fn)(b)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_])
+def test_integer_and_bool_matmul_are_numpys(dtype):
+    """No BLAS for these, in numpy or here: integers sum in their own dtype and wrap around, bools
+    are an or of ands. Transposed and batched operands, vectors, and np.dot; DTypeError before."""
+    rng = np.random.default_rng(5)
+    make = (lambda s: rng.random(s) < 0.4) if dtype is np.bool_ else (lambda s: rng.integers(-9, 10, s).astype(dtype))
+    a, b, batch = make((5, 7)), make((7, 3)), make((2, 3, 7))
+    check(lambda a, b, batch: (a @ b, a.T.T @ b, b.T @ a.T, a[0] @ b, a @ b[:, 0], batch @ b, np.dot(a, b),
+                               np.matmul(a[:, :0], b[:0])), a, b, batch, exact=True)
+    if dtype is not np.bool_:
+        big = np.full((2, 3), np.iinfo(dtype).max // 3, dtype)
+        check(lambda big: big @ big.T, big, exact=True)  # wraps around, as numpy's does
+
+
+def test_reductions_over_axes_of_one_fuse_with_full_reductions():
+    """np.std over an axis of length 1 beside np.any over everything, in one fused loop: the loop
+    nest failed with a KeyError. A sum over one element is 0.0 + it, as in numpy (-0.0 -> 0.0)."""
+    a = np.array([[0.5, 2.0, -0.0, -1.0]])
+    b = np.array([[True, False, True, True]])
+    check(lambda a, b: np.where(np.sqrt(np.abs(a)) > 0, np.any(a, axis=None), np.std(b, axis=0, keepdims=True)),
+          a, b, exact=True)
+    check(lambda a: (a.sum(axis=0), a.max(axis=0) + a.sum(), a.prod(axis=0), a.argmin(axis=0)), a, exact=True)
+    got = tj.jit(lambda a: a.sum(axis=0))(a)
+    assert not np.signbit(got[2]) and np.signbit(a[0, 2])
+
+
+def test_adding_a_float_zero_keeps_numpys_sign_of_zero():
+    x = np.array([-0.0, 0.0, 1.5], np.float32)
+    for fn in (lambda x: x + 0.0, lambda x: 0.0 + x, lambda x: x - (-0.0), lambda x: x + (-0.0), lambda x: x - 0.0):
+        np.testing.assert_array_equal(np.signbit(tj.jit(fn)(x)), np.signbit(fn(x)))
+
+
 def test_integer_power_with_a_negative_constant_exponent_is_numpys_value_error():
     x = np.array([2, 0, -1], np.int32)
     negative_exponents = (lambda x: x ** -1, lambda x: np.power(x, np.int64(-2)), lambda x: x ** np.array([1, -1, 2]))

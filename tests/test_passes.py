@@ -37,6 +37,9 @@ def check_same_results(before, after, args):
     for want, got in zip(evaluate(before, args), evaluate(after, args)):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
+        if want.dtype.kind == "f":  # bit for bit: the signs of zeros too
+            number = ~np.isnan(want)
+            np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(want[number]))
 
 
 def test_pipeline_order():
@@ -129,8 +132,13 @@ def c(b, value, dtype=np.float32):
 IDENTITIES = {
     "x*1": (lambda b, x: b.emit("multiply", x, c(b, 1.0)), []),
     "1*x": (lambda b, x: b.emit("multiply", c(b, 1.0), x), []),
-    "x+0": (lambda b, x: b.emit("add", x, c(b, 0.0)), []),
+    "x+(-0)": (lambda b, x: b.emit("add", x, c(b, -0.0)), []),
     "x-0": (lambda b, x: b.emit("subtract", x, c(b, 0.0)), []),
+    "int x+0": (lambda b, x: b.emit("add", b.emit("astype", x, dtype=np.dtype(np.int32)), c(b, 0, np.int32)),
+                ["astype"]),
+    "max over an axis of 1": (lambda b, x: b.emit("max", b.emit("reshape", x, shape=(1, 4)), axes=(0,)), []),
+    "float sum over an axis of 1": (lambda b, x: b.emit("sum", b.emit("reshape", x, shape=(4, 1)), axes=(1,)),
+                                    ["reshape", "reshape", "constant", "add"]),
     "x/1": (lambda b, x: b.emit("divide", x, c(b, 1.0)), []),
     "x**1": (lambda b, x: b.emit("power", x, c(b, 1.0)), []),
     "x**2": (lambda b, x: b.emit("power", x, c(b, 2.0)), ["square"]),
@@ -189,6 +197,8 @@ def test_transpose_chains_compose():
 
 @pytest.mark.parametrize("label, build", [
     ("x*0 keeps NaN semantics", lambda b, x: b.emit("multiply", x, c(b, 0.0))),
+    ("x+0.0 turns -0.0 into 0.0", lambda b, x: b.emit("add", x, c(b, 0.0))),
+    ("x-(-0.0) turns -0.0 into 0.0", lambda b, x: b.emit("subtract", x, c(b, -0.0))),
     ("x+0 that broadcasts", lambda b, x: b.emit("add", x, b.constant(np.zeros((2, 4), np.float32)))),
     ("x**3", lambda b, x: b.emit("power", x, c(b, 3.0))),
     ("big constant is not folded",

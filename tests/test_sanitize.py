@@ -96,6 +96,8 @@ check("W2b softmax", lambda x: np.exp(x - x.max(axis=1, keepdims=True)) / np.exp
 special = normal(9, 40)
 special[1, 3], special[2, 5], special[3, 7], special[4, :] = -95.0, np.nan, -np.inf, special[4, :] * 1e6
 check("exp rows outside the fast range (the pass runs again)", lambda x: np.exp(x - x.max(axis=1, keepdims=True)) / np.exp(x - x.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True), special)
+counts = r.integers(-9, 10, (6, 11)).astype(np.int32)
+check("integer and bool matmul (csrc loops)", lambda c: (c @ c.T, c.T @ c, (c > 0) @ (c < 0).T, c[0] @ c.T), counts)
 logits, labels = normal(17, 10), r.integers(0, 10, 17)
 check("W3 value_and_grad", tj.value_and_grad(xent), logits, labels, want=tj.value_and_grad(xent)(logits, labels))
 sizes = (20, 24, 16, 10)

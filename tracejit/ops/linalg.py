@@ -1,4 +1,5 @@
-"""matmul over (..., m, k) @ (..., k, n) with broadcast batch axes; the C backend calls BLAS.
+"""matmul over (..., m, k) @ (..., k, n) with broadcast batch axes; the C backend calls BLAS for
+floats and csrc/tracejit.h's loops for integers and bools.
 
 1-D operands and np.dot are spelled with reshape around this by the front end.
 """
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes
 from ..errors import DTypeError, ShapeError
 from .py_spelling import py_template
 from .registry import Aval, Kind, Primitive, register
@@ -15,8 +15,8 @@ from .vjp_util import unbroadcast
 
 
 def _matmul_rule(a, b):
-    if a.dtype != b.dtype or not dtypes.is_float(a.dtype):
-        raise DTypeError(f"matmul needs two float operands of one dtype, got {a.dtype} and {b.dtype}")
+    if a.dtype != b.dtype:
+        raise DTypeError(f"matmul needs two operands of one dtype, got {a.dtype} and {b.dtype}")
     if len(a.shape) < 2 or len(b.shape) < 2:
         raise ShapeError(f"matmul primitive needs operands of rank >= 2, got {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2]:

@@ -1,6 +1,6 @@
 """simplify: constant folding of tiny constants and exact algebraic identities.
 
-Every rewrite keeps numpy's result bit for bit (up to the sign of a zero for `x + 0`):
+Every rewrite keeps numpy's result bit for bit:
   - a node whose inputs are all tiny constants becomes a constant (run with its numpy reference);
   - x + 0, x - 0, x * 1, x / 1, x ** 1 -> x; x ** 2 -> square(x), x ** 0.5 -> sqrt(x),
     x ** -1 -> reciprocal(x) (numpy's own fast paths for these exponents give the same bits);
@@ -11,7 +11,8 @@ Every rewrite keeps numpy's result bit for bit (up to the sign of a zero for `x 
     same type and the identity transpose vanish;
   - a constant that is 0, 1, ..., n-1 (np.arange written in user code) becomes `iota`;
   - an elementwise op on splats (one-element constants broadcast, e.g. a loss seed) is computed
-    once and broadcast; a reshape of a splat is a broadcast of the same constant.
+    once and broadcast; a reshape of a splat is a broadcast of the same constant;
+  - a reduction over axes of extent 1 is the element (a float sum: 0.0 + the element).
 A rewritten node keeps its output Value, so no value is renamed. Dead producers are left for DCE.
 """
 from __future__ import annotations
@@ -161,8 +162,11 @@ def arange_to_iota(node: Node, producer: dict) -> Node | None:
 
 # ---- algebraic identities -----------------------------------------------------------------------
 def _is_scalar_constant(value: Value, producer: dict, number) -> bool:
+    """`value` is the constant `number` everywhere; a float zero must also have its sign."""
     array = constant_of(value, producer)
-    return array is not None and array.size > 0 and bool(np.all(array == number))
+    if array is None or array.size == 0 or not np.all(array == number):
+        return False
+    return number != 0 or array.dtype.kind != "f" or bool(np.all(np.signbit(array) == np.signbit(number)))
 
 
 def _operand_if_other_is(node: Node, producer: dict, number, sides=(0, 1)) -> Value | None:
@@ -181,13 +185,15 @@ def _same_type(a: Value, b: Value) -> bool:
 
 
 def drop_identities(node: Node, producer: dict) -> Value | None:
+    """x + 0, x * 1, x - 0, x / 1, x ** 1 -> x. For floats the zero must have the right sign:
+    -0.0 + 0.0 is +0.0 (numpy's too), so x + 0 keeps only a -0.0 and x - 0 only a +0.0."""
     name = node.prim.name
     if name == "add":
-        return _operand_if_other_is(node, producer, 0)
+        return _operand_if_other_is(node, producer, -0.0 if node.outputs[0].dtype.kind == "f" else 0)
     if name == "multiply":
         return _operand_if_other_is(node, producer, 1)
     if name == "subtract":
-        return _operand_if_other_is(node, producer, 0, sides=(1,))
+        return _operand_if_other_is(node, producer, 0.0 if node.outputs[0].dtype.kind == "f" else 0, sides=(1,))
     if name in ("divide", "power"):
         return _operand_if_other_is(node, producer, 1, sides=(1,))
     if name == "negative":
@@ -256,5 +262,27 @@ def _broadcast_shape(values) -> tuple | None:
         return None
 
 
+def one_element_reductions(node: Node, producer: dict):
+    """A reduction over axes of extent 1 only reduces nothing: max, min and prod are the element
+    itself, a float sum is 0.0 + it (numpy's: a -0.0 becomes 0.0), an int sum the element, and
+    argmax/argmin are 0. Left as reductions, their results would vary along axes that other
+    reductions of the same fused loop reduce, which the loop nest cannot express."""
+    name = node.prim.name
+    if node.prim.kind is not Kind.REDUCE or name not in ("sum", "prod", "max", "min", "argmax", "argmin"):
+        return None
+    x, out = node.inputs[0], node.outputs[0]
+    if any(x.shape[a] != 1 for a in node.params["axes"]):
+        return None
+    if name in ("argmax", "argmin"):
+        return _as_constant(node, np.zeros(out.shape, out.dtype))
+    if name != "sum" or out.dtype.kind != "f":
+        return Node(PRIMITIVES["reshape"], (x,), {"shape": tuple(out.shape)}, node.outputs, node.loc)
+    element = Value(f"{out.name}_element", tuple(out.shape), out.dtype)
+    zero = Value(f"{out.name}_zero", (), out.dtype)
+    first = [Node(PRIMITIVES["reshape"], (x,), {"shape": tuple(out.shape)}, (element,), node.loc),
+             Node(PRIMITIVES["constant"], (), {"value": np.zeros((), out.dtype)}, (zero,), node.loc)]
+    return first, Node(PRIMITIVES["add"], (element, zero), {}, node.outputs, node.loc)
+
+
 RULES = [fold_constants, drop_identities, special_powers, collapse_chains, read_unbroadcast, arange_to_iota,
-         reshape_splat, fold_splats]
+         reshape_splat, fold_splats, one_element_reductions]

@@ -518,6 +518,9 @@ def round_(a, decimals=0, out=None):
     """np.round: half to even (rint), at `decimals` places the way numpy does it: rint(x * 10**d) / 10**d.
     Integers stay as they are for decimals >= 0 (bools become floats, as in numpy)."""
     _require_absent("round", out=out)
+    if _dtype_of(a) == dtypes.bool_ and decimals != 0:
+        raise DTypeError(f"np.round of bools with decimals={decimals}: numpy cannot cast its float64 result back to "
+                         f"bool (UFuncTypeError); convert first, e.g. x.astype(np.float32) (at {user_location()})")
     if _dtype_of(a).kind in "iu":
         if decimals < 0:
             raise UnsupportedOperation("round", "negative decimals on integers")
@@ -550,8 +553,6 @@ def ones_like(a, dtype=None, order="K", subok=True, shape=None, device=None):
 # ---- products -------------------------------------------------------------------------------
 def matmul(a, b):
     common = _common_dtype([a, b])
-    if not dtypes.is_float(common):
-        raise DTypeError(f"matmul of {common} operands is not supported; cast to float first (at {user_location()})")
     av, bv = _value(a, common), _value(b, common)
     if av.ndim == 0 or bv.ndim == 0:
         raise ShapeError("matmul: input operand does not have enough dimensions (use * for scalars)")
