@@ -35,7 +35,7 @@ class LoopEmitter:
         self.nest: LoopNest = build_nest(kernel, self.collect_accesses())
         self.stashes: list = []  # see stash_plan
         self.scratch: dict = {}  # see scratch_plan
-        self.fast_exp_flag: str | None = None  # see emit_phase: float32 exps take their fast form
+        self.fast_flag: str | None = None  # see emit_phase: ops with a fast form (c_fast) take it
         self.touched: tuple[set, set] | None = None  # (roots read, roots written) while recording
 
     # accesses and expressions
@@ -88,12 +88,13 @@ class LoopEmitter:
             scope[out] = self.operand(node.inputs[0], node, scope, loops)
             return
         args = [self.operand(v, node, scope, loops) for v in node.inputs]
+        in_dtypes = [v.dtype for v in node.inputs]
         name = self.names.of(out)
-        if self.fast_exp_flag and is_float32_exp(node):
-            self.w(f"const float {name} = tj_exp_fast_f32({args[0]});",
-                   f"{self.fast_exp_flag} |= tj_exp_outside_fast_f32({args[0]});")
+        fast = self.fast_flag and has_fast_form(node) and node.prim.c_fast(args, in_dtypes)
+        if fast:
+            self.w(f"const {local_type(out.dtype)} {name} = {fast[0]};", f"{self.fast_flag} |= {fast[1]};")
         else:
-            expr = node.prim.c_expr(args, [v.dtype for v in node.inputs], out.dtype, **node.params)
+            expr = node.prim.c_expr(args, in_dtypes, out.dtype, **node.params)
             self.w(f"const {local_type(out.dtype)} {name} = {expr};")
         scope[out] = name
 
@@ -303,10 +304,10 @@ class LoopEmitter:
 
     def emit_phase(self, phase: int, outer_scope: dict, parallel: bool) -> None:
         """One pass over the reduced axes: its accumulators, its loop, then its reductions'
-        results. A pass computing float32 exps runs them in their fast form (csrc/tracejit.h,
-        1b) and ORs a flag wherever an argument is outside that form's range; a row that sets
-        it (rare: an overflow, a subnormal result, a nan) runs the pass again with the
-        full-range exp. Only a pass that writes no buffer it reads can run twice."""
+        results. Ops with a fast form (Primitive.c_fast: float32 exp, csrc/tracejit.h 1b) take it
+        and OR a flag wherever it is not right; a row that sets it (rare for exp: an overflow,
+        a subnormal result, a nan) runs the pass again with their full forms. Only a pass that
+        writes no buffer it reads can run twice."""
         nest, kernel = self.nest, self.kernel
         reductions = [n for n in kernel.nodes if n.prim.kind is Kind.REDUCE and reduction_phase(nest, n) == phase]
         stores = [(d, s) for d, s in kernel.stores if s in self.members and nest.phase.get(s) == phase]
@@ -318,11 +319,12 @@ class LoopEmitter:
         needed = self.needed_full_nodes(roots, set(reloaded) | set(kept))
         pass_parts = (reductions, stores, reloaded, kept, keep, needed, outer_scope, parallel)
         self.w(f"/* pass {phase + 1} of {nest.num_phases} over the reduced axes */")
-        flag = f"tj_exp_slow_{phase + 1}" if any(is_float32_exp(n) for n in needed) else None
-        body, records, (reads, writes) = self.phase_body(*pass_parts, fast_exp_flag=flag)
+        fast_ops = sorted({n.prim.name for n in needed if has_fast_form(n)})
+        flag = f"tj_{'_'.join(fast_ops)}_slow_{phase + 1}" if fast_ops else None  # tj_exp_slow_2
+        body, records, (reads, writes) = self.phase_body(*pass_parts, fast_flag=flag)
         if flag and (reads | set(reloaded.values())) & writes:
             flag = None
-            body, records, _ = self.phase_body(*pass_parts, fast_exp_flag=None)
+            body, records, _ = self.phase_body(*pass_parts, fast_flag=None)
         for _, red in records:
             self.w(*red.decls)
         if flag:
@@ -330,8 +332,8 @@ class LoopEmitter:
         self.phase_loop(body, records, parallel, flag)
         if flag:
             self.w.open(f"if ({flag})")
-            self.w("/* an exp outside its fast range (overflow, subnormal, nan): this pass again, full range */")
-            slow_body, slow_records, _ = self.phase_body(*pass_parts, fast_exp_flag=None)
+            self.w(f"/* {', '.join(fast_ops)}: the fast form was not right in this row; the pass again, full form */")
+            slow_body, slow_records, _ = self.phase_body(*pass_parts, fast_flag=None)
             for _, red in slow_records:
                 initialized = [_parse_decl(d) for d in red.decls if " = " in d]  # not the terms rows
                 self.w(*[f"{name} = {init};" for _, name, init in initialized])
@@ -340,7 +342,7 @@ class LoopEmitter:
         for node, red in records:
             self.finish_reduction(node, red, outer_scope)
 
-    def phase_body(self, reductions, stores, reloaded, kept, keep, needed, outer_scope, parallel, fast_exp_flag):
+    def phase_body(self, reductions, stores, reloaded, kept, keep, needed, outer_scope, parallel, fast_flag):
         """The statements of one pass's loop body (a Writer at the depth of the innermost loop),
         its reductions' records, and the buffers it reads and writes."""
         nest = self.nest
@@ -349,7 +351,7 @@ class LoopEmitter:
         body = Writer()
         body.depth = self.w.depth + len(nest.inner)
         outer_writer, self.w = self.w, body
-        self.fast_exp_flag, self.touched = fast_exp_flag, (set(), set())
+        self.fast_flag, self.touched = fast_flag, (set(), set())
         try:
             scope = dict(outer_scope)
             for u, dest in reloaded.items():
@@ -370,7 +372,7 @@ class LoopEmitter:
                 self.store(dest, src, scope, loops)
             return body, records, self.touched
         finally:
-            self.w, self.fast_exp_flag, self.touched = outer_writer, None, None
+            self.w, self.fast_flag, self.touched = outer_writer, None, None
 
     def phase_loop(self, body: Writer, records, parallel: bool, flag: str | None) -> None:
         """The pass's loops around `body`, with its reductions' OpenMP clauses (and the flag's)."""
@@ -420,8 +422,9 @@ class LoopEmitter:
         return [n for n in self.kernel.nodes if n.outputs[0] in wanted and n.prim.kind is not Kind.REDUCE]
 
 
-def is_float32_exp(node: Node) -> bool:
-    return node.prim.name == "exp" and np.dtype(node.out.dtype) == np.float32
+def has_fast_form(node: Node) -> bool:
+    prim = node.prim
+    return prim.c_fast is not None and prim.c_fast(["x"] * len(node.inputs), [v.dtype for v in node.inputs]) is not None
 
 
 def _reduction_record(node: Node):

@@ -104,12 +104,20 @@ def _chooser_rule(b, ct, x, y, out):
 
 # ---- unary, float math (libm names; `{f}` is the float32 suffix) ----------------------------
 def _exp_c(args, in_dtypes, out_dtype, **params):
-    """float32: csrc/tracejit.h's inlined tj_exp_f32 (row passes swap in its fast form, see
-    codegen/c_loop.py); float64: libm's exp, which gcc vectorizes through libmvec."""
+    """float32: csrc/tracejit.h's inlined tj_exp_f32; float64: libm's exp, which gcc vectorizes
+    through libmvec."""
     return f"tj_exp_f32({args[0]})" if in_dtypes[0] == dtypes.float32 else f"exp({args[0]})"
 
 
-exp_p = _elementwise("exp", np.exp, _exp_c, "np.exp({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: y))
+def _exp_fast_c(args, in_dtypes):
+    """float32: tj_exp_fast_f32, right while the result is a normal float (or 0 far below)."""
+    if in_dtypes[0] != dtypes.float32:
+        return None
+    return f"tj_exp_fast_f32({args[0]})", f"tj_exp_outside_fast_f32({args[0]})"
+
+
+exp_p = _elementwise("exp", np.exp, _exp_c, "np.exp({0})", FLOAT_ONLY, vjp=_unary(lambda b, x, y: y),
+                     c_fast=_exp_fast_c)
 log_p = _elementwise("log", np.log, "log{f}({0})", "np.log({0})", FLOAT_ONLY, vjp=_unary_div(lambda b, x, y: x))
 log1p_p = _elementwise("log1p", np.log1p, "log1p{f}({0})", "np.log1p({0})", FLOAT_ONLY,
                        vjp=_unary_div(lambda b, x, y: add(b, x, const(b, 1, x))))

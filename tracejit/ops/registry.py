@@ -37,6 +37,9 @@ class Primitive:
         the GraphBuilder `b`, never computes numbers. None means "not differentiable".
     zero_vjp: piecewise-constant op (floor, sign, comparisons): its inputs get zero cotangents.
     c_expr(args, in_dtypes, out_dtype, **params) -> C expression; elementwise ops only.
+    c_fast(args, in_dtypes) -> (C expression, C flag expression) of a faster form that is right
+        wherever the flag is 0, or None for these dtypes. A loop pass that can run twice uses it
+        and ORs the flag; if set, the pass runs again with c_expr (codegen/c_loop.py).
     prune_outputs(node, live) -> the node without the outputs whose `live` flag is False (control
         flow: drops them from its regions too); None means every output is kept while one is live.
     rewrite(b, node, producer, uses) -> an equivalent Value emitted through `b` in cheaper, denser
@@ -54,6 +57,7 @@ class Primitive:
     vjp: Callable | None = None
     zero_vjp: bool = False
     c_expr: Callable | None = None
+    c_fast: Callable | None = None
     multiple_results: bool = False
     commutative: bool = False
     prune_outputs: Callable | None = None
