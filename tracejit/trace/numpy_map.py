@@ -131,13 +131,11 @@ def dispatch_ufunc(ufunc, method, inputs, kwargs):
     out_dtype = kwargs.pop("dtype", None)
     _require_absent(ufunc.__name__, **kwargs)
     if ufunc in COMPOSITE_UFUNCS:
-        describe = _dtype_of if all(_is_weak(x) for x in inputs) else _weak_descriptor
         try:
-            result_dtype = ufunc.resolve_dtypes(tuple(describe(x) for x in inputs) + (None,) * ufunc.nout)[-1]
-        except Exception:  # noqa: BLE001 - no loop: the composite's own pieces say so
-            result_dtype = None
-        if result_dtype is not None:
-            require_supported_result(ufunc, inputs, result_dtype)
+            require_supported_result(ufunc, inputs, _resolve(ufunc, inputs)[-1])
+        except DTypeError as exc:
+            if "is not defined for" not in str(exc):
+                raise  # no loop at all: the composite's own pieces say so
         result = COMPOSITE_UFUNCS[ufunc](*inputs)
     else:
         result = apply_ufunc(ufunc, inputs)
@@ -153,13 +151,7 @@ def apply_ufunc(ufunc, operands):
         prim = BOOL_ONLY_UFUNCS[ufunc]
     if prim is None:
         raise UnsupportedOperation(ufunc.__name__)
-    try:
-        # all operands weak (Python scalars, loop counters): numpy has no rule for (int, int) comparisons
-        describe = _dtype_of if all(_is_weak(x) for x in operands) else _weak_descriptor
-        resolved = ufunc.resolve_dtypes(tuple(describe(x) for x in operands) + (None,) * ufunc.nout)
-    except Exception as exc:
-        types = ", ".join(str(_dtype_of(x)) for x in operands)
-        raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None
+    resolved = _resolve(ufunc, operands)
     require_supported_result(ufunc, operands, resolved[-1])
     in_dtypes = [dtypes.canonical(dt) for dt in resolved[: ufunc.nin]]
     if ufunc in BOOL_LOOPS and all(dt == dtypes.bool_ for dt in resolved):
@@ -171,17 +163,24 @@ def apply_ufunc(ufunc, operands):
         if decided is not None:
             return decided
         in_dtypes = _compare_int_arguments_wide(operands, in_dtypes)
-    for x, dt in zip(operands, in_dtypes):
-        _check_python_int_operand(ufunc, x, dt)
-    exponent = operands[-1]
-    if ufunc is np.power and in_dtypes[1].kind == "i" and not _is_tracer(exponent) and np.any(np.asarray(exponent) < 0):
-        raise ValueError(f"Integers to negative integer powers are not allowed. (at {user_location()})")
+    _check_static_operands(ufunc, operands, in_dtypes)
     values = [_value(x, dt) for x, dt in zip(operands, in_dtypes)]
     out = emit(prim, *values)
     out_dtype = dtypes.canonical(resolved[-1])
     if out.dtype != out_dtype:  # e.g. a float-only op on ints resolved to float64 inputs already
         out = emit("astype", out, dtype=out_dtype)
     return _wrap(out, weak=all(_is_weak(x) for x in operands))
+
+
+def _resolve(ufunc, operands) -> tuple:
+    """numpy's loop dtypes for these operands (NEP 50: Python scalars are weak), or DTypeError."""
+    try:
+        # all operands weak (Python scalars, loop counters): numpy has no rule for (int, int) comparisons
+        describe = _dtype_of if all(_is_weak(x) for x in operands) else _weak_descriptor
+        return ufunc.resolve_dtypes(tuple(describe(x) for x in operands) + (None,) * ufunc.nout)
+    except Exception as exc:
+        types = ", ".join(str(_dtype_of(x)) for x in operands)
+        raise DTypeError(f"np.{ufunc.__name__} is not defined for ({types}): {exc} (at {user_location()})") from None
 
 
 def require_supported_result(ufunc, operands, result_dtype) -> None:
@@ -194,15 +193,21 @@ def require_supported_result(ufunc, operands, result_dtype) -> None:
                          f"x.astype(np.int32) or x.astype(np.float32) (at {user_location()})")
 
 
-def _check_python_int_operand(ufunc, x, dtype) -> None:
-    """numpy's OverflowError (NEP 50) for a Python int operand that the ufunc's integer loop
-    cannot hold (`int32_array + 2**40`), where a cast would wrap around silently. (np.where
-    does wrap such an int, in numpy too.)"""
-    if _is_python_int(x) and np.dtype(dtype).kind == "i":
-        try:
-            dtypes.check_python_int(x, dtype)
-        except OverflowError as exc:
-            raise OverflowError(f"np.{ufunc.__name__}: {exc} (at {user_location()})") from None
+def _check_static_operands(ufunc, operands, in_dtypes) -> None:
+    """numpy's errors for operands known while tracing: its OverflowError (NEP 50) for a Python int
+    that the ufunc's integer loop cannot hold (`int32_array + 2**40`), where a cast would wrap
+    around silently (np.where does wrap such an int, in numpy too); its ValueError for a negative
+    constant exponent of an integer power."""
+    for x, dtype in zip(operands, in_dtypes):
+        if _is_python_int(x) and np.dtype(dtype).kind == "i":
+            try:
+                dtypes.check_python_int(x, dtype)
+            except OverflowError as exc:
+                raise OverflowError(f"np.{ufunc.__name__}: {exc} (at {user_location()})") from None
+    if ufunc is not np.power or in_dtypes[-1].kind != "i" or _is_tracer(operands[-1]):
+        return
+    if np.any(np.asarray(operands[-1]) < 0):
+        raise ValueError(f"Integers to negative integer powers are not allowed. (at {user_location()})")
 
 
 def _compare_int_arguments_wide(operands, in_dtypes):
@@ -222,7 +227,7 @@ COMPARISONS = (np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.gr
 def _comparison_beyond_int_range(ufunc, operands, in_dtypes):
     """`int_array < 2**40`: a Python int outside an integer array's dtype compares the same way
     with every element, and numpy 2 answers exactly (arithmetic with it raises OverflowError
-    instead, see _value). The answer, numpy's own on the dtype's extremes, broadcast; None if
+    instead, see _check_static_operands). The answer, numpy's own on the dtype's extremes, broadcast; None if
     no operand is such an int."""
     ints = [n for n, (x, dt) in enumerate(zip(operands, in_dtypes)) if _is_python_int(x) and dt.kind == "i"
             and not np.iinfo(dt).min <= x <= np.iinfo(dt).max]
