@@ -184,10 +184,9 @@ def test_other_shapes_and_dtypes_compile_a_new_signature(rng):
     f = tj.jit(lambda x: x * 2 + 1)
     x = np.arange(8, dtype=np.float32)
     spy = warm(f, x)
-    for other in (np.arange(9, dtype=np.float32), np.arange(8, dtype=np.int32), np.arange(8, dtype=np.float16),
+    for other in (np.arange(9, dtype=np.float32), np.arange(8, dtype=np.int32), np.arange(8, dtype=np.float64),
                   np.arange(8, dtype=np.longlong)):
-        same(f(other), np.asarray(other * 2 + 1).astype(np.result_type(other.dtype, np.float32)
-                                                       if other.dtype == np.float16 else other.dtype))
+        same(f(other), other * 2 + 1)
     assert spy.calls == 4
     with pytest.raises(DTypeError, match="complex"):
         f(np.arange(8, dtype=np.complex64))

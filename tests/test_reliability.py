@@ -105,21 +105,37 @@ def test_retrace_log_names_the_argument_path(rng, caplog):
     assert "params['W1']" in caplog.text and "float64" in caplog.text
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.int8, np.uint8, np.int16, np.uint16, ">f4", ">f8", ">i8"])
-def test_narrow_and_byte_swapped_dtypes_compute_in_the_canonical_dtype(dtype):
-    """tracejit widens narrow dtypes (float16 -> float32, int8 -> int32) and reads any byte
-    order; the answer is numpy's on the widened (native) input, whether the signature is new
-    or the same as an earlier call's."""
-    from tracejit import dtypes
-
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i8"])
+def test_byte_swapped_dtypes_compute_in_the_native_dtype(dtype):
+    """Any byte order is read; the answer is numpy's, whether the signature is new or the same as
+    an earlier call's."""
     x = np.arange(12).reshape(3, 4).astype(dtype)
     fun = lambda x: x * 3 + x.sum(axis=0)  # noqa: E731
-    widened = x.astype(dtypes.canonical(np.dtype(dtype).newbyteorder("=")))
+    native = x.astype(np.dtype(dtype).newbyteorder("="))
     f = tj.jit(fun)
-    assert_same_as_numpy(f(x), fun(widened))
+    assert_same_as_numpy(f(x), fun(native))
     g = tj.jit(fun)
-    g(widened)  # compiled for the native dtype first: the same signature key must still work
-    assert_same_as_numpy(g(x), fun(widened))
+    g(native)  # compiled for the native dtype first: the same signature key must still work
+    assert_same_as_numpy(g(x), fun(native))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int8, np.uint8, np.int16, np.uint16])
+def test_narrow_dtypes_are_widened_where_numpy_widens_and_refused_where_it_would_not(dtype):
+    """Narrow arguments are computed in int32 / float32. Where numpy's result is a wider dtype
+    (mixed with float32, converted, compared) the answers are numpy's; where numpy's result keeps
+    the narrow dtype (x * 3 wraps around in uint8, x.sum() of uint8 is uint64) it is a DTypeError,
+    through reshapes, transposes and indexing too. Before, both were computed widened."""
+    x = np.arange(12).reshape(3, 4).astype(dtype)
+    ones = np.ones(4, np.float32)
+    for fun in (lambda x: x.astype(np.float32) * 3 + x.astype(np.int64).sum(axis=0), lambda x: x + ones,
+                lambda x: (x > 3, x.T[0] == 2, x.astype(np.float64).mean(axis=1))):
+        assert_same_as_numpy(tj.jit(fun)(x), fun(x))
+    for fun in (lambda x: x * 3, lambda x: x.T + x.T, lambda x: x[0] - 1, lambda x: np.max(x.reshape(-1))) + \
+            ((lambda x: x.mean(axis=0), lambda x: x.std()) if dtype == np.float16 else ()):
+        with np.errstate(all="ignore"):
+            assert fun(x).dtype == np.dtype(dtype)  # numpy keeps the narrow dtype here
+        with pytest.raises(DTypeError, match="a dtype tracejit does not compute in"):
+            tj.jit(fun)(x)
 
 
 @pytest.mark.parametrize("leaf, what", [

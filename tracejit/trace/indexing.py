@@ -33,9 +33,8 @@ def _expand_ellipsis(key: list, ndim: int) -> list:
 
 def getitem(x, key):
     key = key if isinstance(key, tuple) else (key,)
-    if any(_is_int_array(k) for k in key):
-        return _advanced(x, key)
-    return _basic(x, key)
+    result = _advanced(x, key) if any(_is_int_array(k) for k in key) else _basic(x, key)
+    return nm.keep_narrow(result, x)
 
 
 def _basic(x, key):

@@ -82,9 +82,14 @@ def _shape_of(x) -> tuple:
     return x.shape if _is_tracer(x) else np.shape(x)
 
 
+def _numpy_dtype_of(x) -> np.dtype:
+    """The dtype numpy would see: an argument's own narrow dtype (uint8), not the one we widen it to."""
+    return x.narrow if _is_tracer(x) and x.narrow is not None else _dtype_of(x)
+
+
 def _weak_descriptor(x):
     """What ufunc.resolve_dtypes needs for x: a dtype, or the Python type for a weak operand."""
-    dt = _dtype_of(x)
+    dt = _numpy_dtype_of(x)
     if _is_weak(x) and dt.kind in "fi":
         return float if dt.kind == "f" else int
     return dt
@@ -111,6 +116,14 @@ def _wrap(value, weak=False):
     from .tracer import wrap
 
     return wrap(value, weak)
+
+
+def keep_narrow(result, source):
+    """`result`, a rearrangement of `source` (reshape, transpose, indexing), keeps the narrow
+    dtype numpy gives `source` (an uint8 argument stays uint8 to numpy's promotions)."""
+    if _is_tracer(result) and _is_tracer(source) and source.narrow is not None:
+        result.narrow = source.narrow
+    return result
 
 
 def _require_absent(name, **kwargs):
@@ -176,7 +189,7 @@ def _resolve(ufunc, operands) -> tuple:
     """numpy's loop dtypes for these operands (NEP 50: Python scalars are weak), or DTypeError."""
     try:
         # all operands weak (Python scalars, loop counters): numpy has no rule for (int, int) comparisons
-        describe = _dtype_of if all(_is_weak(x) for x in operands) else _weak_descriptor
+        describe = _numpy_dtype_of if all(_is_weak(x) for x in operands) else _weak_descriptor
         return ufunc.resolve_dtypes(tuple(describe(x) for x in operands) + (None,) * ufunc.nout)
     except Exception as exc:
         types = ", ".join(str(_dtype_of(x)) for x in operands)
@@ -187,7 +200,8 @@ def require_supported_result(ufunc, operands, result_dtype) -> None:
     """DTypeError where numpy's result is a dtype tracejit does not compute in (np.square of bools
     is int8, np.exp of bools float16): widening it would change later promotions and values."""
     if np.dtype(result_dtype) not in dtypes.SUPPORTED:
-        types = ", ".join(str(_dtype_of(x)) for x in operands)
+        types = ", ".join(type(x).__name__ if _is_weak(x) and not _is_tracer(x) else str(_numpy_dtype_of(x))
+                          for x in operands)
         raise DTypeError(f"np.{ufunc.__name__} of ({types}) gives {np.dtype(result_dtype)} in numpy, a dtype tracejit "
                          f"does not compute in (bool, int32, int64, float32, float64); convert first, e.g. "
                          f"x.astype(np.int32) or x.astype(np.float32) (at {user_location()})")
@@ -263,7 +277,24 @@ def _accumulator_dtype(name, dtype, requested):
     return dtype
 
 
+NUMPY_REDUCTIONS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "mean": np.mean,
+                    "var": np.var, "std": np.std}
+
+
+def _refuse_narrow_reduction(name, x, dtype) -> None:
+    """DTypeError where numpy reduces a narrow argument into a dtype we do not compute in (np.sum
+    of uint8 is uint64, np.max of int8 is int8, np.mean of float16 is float16)."""
+    if dtype is not None or not _is_tracer(x) or x.narrow is None or name not in NUMPY_REDUCTIONS:
+        return
+    numpy_result = NUMPY_REDUCTIONS[name](np.zeros(1, x.narrow)).dtype
+    if numpy_result not in dtypes.SUPPORTED:
+        raise DTypeError(f"np.{name} of {x.narrow} gives {numpy_result} in numpy, a dtype tracejit does not compute "
+                         f"in (bool, int32, int64, float32, float64); convert first, e.g. x.astype(np.int64) "
+                         f"(at {user_location()})")
+
+
 def _reduction(name, x, axis, keepdims, dtype=None):
+    _refuse_narrow_reduction(name, x, dtype)
     x_value = _value(x)
     axes = normalize_axes(axis, len(x_value.shape))
     acc = _accumulator_dtype(name, x_value.dtype, dtype)
@@ -373,11 +404,13 @@ def _mean_of(x, axis, keepdims, acc):
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, where=None):
     _require_absent("mean", out=out, where=where)
+    _refuse_narrow_reduction("mean", a, dtype)
     return _mean_of(a, axis, keepdims, _mean_dtype(_dtype_of(a), dtype))
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
     _require_absent("var", out=out, where=where, mean=mean, correction=correction)
+    _refuse_narrow_reduction("var", a, dtype)
     acc = _mean_dtype(_dtype_of(a), dtype)
     x = astype(a, acc)
     centered = apply_ufunc(np.subtract, (x, _mean_of(x, axis, True, acc)))
@@ -408,15 +441,15 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
         raise UnsupportedOperation("reshape", f"order={order!r}")
     value = _value(a)
     shape = _resolve_reshape(newshape if shape is None else shape, value.size)
-    return _wrap(emit("reshape", value, shape=shape) if shape != value.shape else value, _is_weak(a))
+    return keep_narrow(_wrap(emit("reshape", value, shape=shape) if shape != value.shape else value, _is_weak(a)), a)
 
 
 def transpose(a, axes=None):
     value = _value(a)
-    perm = tuple(reversed(range(value.ndim))) if axes is None else tuple(a % value.ndim for a in axes)
+    perm = tuple(reversed(range(value.ndim))) if axes is None else tuple(p % value.ndim for p in axes)
     if perm == tuple(range(value.ndim)):
-        return _wrap(value)
-    return _wrap(emit("transpose", value, perm=perm))
+        return keep_narrow(_wrap(value), a)
+    return keep_narrow(_wrap(emit("transpose", value, perm=perm)), a)
 
 
 def swapaxes(a, axis1, axis2):
@@ -439,7 +472,7 @@ def moveaxis(a, source, destination):
 def broadcast_to(array, shape, subok=False):
     value = _value(array)
     shape = tuple(shape) if not isinstance(shape, int) else (shape,)
-    return _wrap(emit("broadcast_to", value, shape=shape) if shape != value.shape else value)
+    return keep_narrow(_wrap(emit("broadcast_to", value, shape=shape) if shape != value.shape else value), array)
 
 
 def expand_dims(a, axis):
@@ -448,7 +481,7 @@ def expand_dims(a, axis):
     axes = normalize_axes(axis, ndim)
     it = iter(value.shape)
     shape = tuple(1 if i in axes else next(it) for i in range(ndim))
-    return _wrap(emit("reshape", value, shape=shape))
+    return keep_narrow(_wrap(emit("reshape", value, shape=shape)), a)
 
 
 def squeeze(a, axis=None):
@@ -457,7 +490,7 @@ def squeeze(a, axis=None):
     if any(value.shape[i] != 1 for i in axes):
         raise ShapeError(f"cannot select an axis to squeeze out which has size not equal to one: {value.shape}")
     shape = tuple(d for i, d in enumerate(value.shape) if i not in axes)
-    return _wrap(emit("reshape", value, shape=shape) if shape != value.shape else value)
+    return keep_narrow(_wrap(emit("reshape", value, shape=shape) if shape != value.shape else value), a)
 
 
 def ravel(a, order="C"):

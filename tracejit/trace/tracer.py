@@ -15,13 +15,15 @@ from . import numpy_map as nm
 
 
 class Tracer:
-    __slots__ = ("trace", "value", "weak")
+    __slots__ = ("trace", "value", "weak", "narrow")
     __array_priority__ = 1000  # numpy defers binary operators to us
 
-    def __init__(self, trace, value: Value, weak: bool = False):
+    def __init__(self, trace, value: Value, weak: bool = False, narrow: np.dtype | None = None):
         self.trace = trace
         self.value = value
         self.weak = weak  # born from a Python scalar: promotes like one (NEP 50)
+        # an argument of a dtype tracejit widens (uint8 -> int32): numpy's dtype, for its promotions
+        self.narrow = narrow
 
     # -- array attributes ---------------------------------------------------------------------
     shape = property(lambda self: self.value.shape)

@@ -135,7 +135,8 @@ def trace(fun, args: tuple, name: str = "main", arg_names: list[str] | None = No
     names = arg_names or pytree_leaf_names(in_treedef)
     with new_trace(name) as tr:
         tracers = [
-            Tracer(tr, tr.builder.new_input(s.shape, s.dtype, name=n), s.weak) for s, n in zip(specs, names)
+            Tracer(tr, tr.builder.new_input(s.shape, s.dtype, name=n), s.weak, narrow_dtype(leaf))
+            for s, n, leaf in zip(specs, names, leaves)
         ]
         out = fun(*pytree.unflatten(in_treedef, tracers))
         out_leaves, out_treedef = pytree.flatten(out)
@@ -143,6 +144,19 @@ def trace(fun, args: tuple, name: str = "main", arg_names: list[str] | None = No
         out_weak = tuple(isinstance(leaf, Tracer) and leaf.weak or _is_python_scalar(leaf) for leaf in out_leaves)
         graph = tr.builder.build(out_values)
     return TracedFunction(graph, in_treedef, out_treedef, out_weak, list(tr.capture_sources))
+
+
+def narrow_dtype(leaf) -> np.dtype | None:
+    """numpy's dtype of an argument that tracejit computes in a wider one (uint8 in int32, float16
+    in float32), else None. Byte order does not count: the values are the same."""
+    from .tracer import Tracer
+
+    if isinstance(leaf, Tracer):
+        return leaf.narrow
+    if not isinstance(leaf, (np.ndarray, np.generic)):
+        return None
+    native = leaf.dtype.newbyteorder("=")
+    return native if dtypes.canonical(native) != native else None
 
 
 def _is_python_scalar(x) -> bool:
