@@ -130,7 +130,9 @@ def test_narrow_dtypes_are_widened_where_numpy_widens_and_refused_where_it_would
     for fun in (lambda x: x.astype(np.float32) * 3 + x.astype(np.int64).sum(axis=0), lambda x: x + ones,
                 lambda x: (x > 3, x.T[0] == 2, x.astype(np.float64).mean(axis=1))):
         assert_same_as_numpy(tj.jit(fun)(x), fun(x))
-    for fun in (lambda x: x * 3, lambda x: x.T + x.T, lambda x: x[0] - 1, lambda x: np.max(x.reshape(-1))) + \
+    for fun in (lambda x: x * 3, lambda x: x.T + x.T, lambda x: x[0] - 1, lambda x: np.max(x.reshape(-1)),
+                lambda x: np.where(x > 3, x, x), lambda x: np.concatenate([x, x]),
+                lambda x: x.astype(np.int32).astype(dtype)) + \
             ((lambda x: x.mean(axis=0), lambda x: x.std()) if dtype == np.float16 else ()):
         with np.errstate(all="ignore"):
             assert fun(x).dtype == np.dtype(dtype)  # numpy keeps the narrow dtype here

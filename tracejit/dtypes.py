@@ -60,6 +60,11 @@ def c_type(dtype) -> str:
 
 
 def result_type(*operands: tuple[np.dtype, bool]) -> np.dtype:
+    """Promote (dtype, weak) pairs as numpy 2 does for arrays and Python scalars; canonical."""
+    return canonical(numpy_result_type(*operands))
+
+
+def numpy_result_type(*operands: tuple[np.dtype, bool]) -> np.dtype:
     """Promote (dtype, weak) pairs as numpy 2 does for arrays and Python scalars."""
     args = [_WEAK_EXAMPLE[dt] if weak else dt for dt, weak in operands]
     if all(weak for _, weak in operands):
@@ -70,7 +75,7 @@ def result_type(*operands: tuple[np.dtype, bool]) -> np.dtype:
         if "i" in kinds or "u" in kinds:
             return int64
         return bool_
-    return canonical(np.result_type(*args))
+    return np.result_type(*args)
 
 
 def check_python_int(value: int, dtype) -> None:

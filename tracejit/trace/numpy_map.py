@@ -519,11 +519,26 @@ def stack(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
 
 
 def _common_dtype(operands):
-    return dtypes.result_type(*[(_dtype_of(x), _is_weak(x)) for x in operands])
+    """numpy's common dtype of `operands` (narrow arguments as numpy sees them), or DTypeError
+    where that is a dtype tracejit does not compute in (np.where of two uint8 arrays is uint8)."""
+    if not any(_is_tracer(x) and x.narrow is not None for x in operands):
+        return dtypes.result_type(*[(_dtype_of(x), _is_weak(x)) for x in operands])
+    numpy_common = dtypes.numpy_result_type(*[(_numpy_dtype_of(x), _is_weak(x)) for x in operands])
+    if numpy_common not in dtypes.SUPPORTED:
+        types = ", ".join(str(_numpy_dtype_of(x)) for x in operands)
+        raise DTypeError(f"the common dtype of ({types}) is {numpy_common} in numpy, a dtype tracejit does not "
+                         f"compute in (bool, int32, int64, float32, float64); convert first, e.g. x.astype(np.int32) "
+                         f"(at {user_location()})")
+    return numpy_common
 
 
 def astype(a, dtype):
     value = _value(a)
+    requested = np.dtype(dtype).newbyteorder("=")
+    if dtypes.canonical(requested) != requested:  # uint8 would wrap values that int32 keeps
+        raise DTypeError(f"astype({requested}): {requested} is a dtype tracejit does not compute in (bool, int32, "
+                         f"int64, float32, float64); numpy's conversion would wrap or round where a wider one does "
+                         f"not (at {user_location()})")
     dtype = dtypes.canonical(dtype)
     return _wrap(emit("astype", value, dtype=dtype) if value.dtype != dtype else value)
 
