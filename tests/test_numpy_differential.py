@@ -7,8 +7,9 @@ ufuncs, operators, reductions, np.where, casts, shape functions and products ove
 random dtypes and broadcastable shapes. It found the wrapped-around Python int literals, the missing bool loops of
 np.add & co., heaviside's dtype, and integer powers with a negative constant exponent.
 
-An op whose numpy result has a dtype tracejit does not compute in (np.square of bools is int8,
-np.exp of bools float16) must raise DTypeError saying so, like an unsupported function; where numpy
+Arguments are sometimes of narrow dtypes (uint8, int8, uint16, float16). An op whose numpy result
+has a dtype tracejit does not compute in (uint8 * 3, np.square of bools is int8, np.exp of bools
+float16) must raise DTypeError saying so, like an unsupported function; where numpy
 itself makes such a result at trace time, from Python scalars only (np.exp(True)), tracejit returns it
 widened to float32 / int32, and the case is not compared.
 Left out on purpose (tracejit differs from numpy there, as documented limitations): integer powers
@@ -24,6 +25,8 @@ import tracejit as tj
 
 DTYPES = ["float32", "float64", "int32", "int64", "bool"]
 SUPPORTED = [np.dtype(d) for d in DTYPES]
+# arguments: mostly supported dtypes, sometimes narrow ones (computed widened where numpy widens)
+ARGUMENT_DTYPES = DTYPES * 3 + ["uint8", "int8", "uint16", "float16"]
 UNARY = ["np.negative", "np.abs", "np.exp", "np.log", "np.sqrt", "np.sign", "np.floor", "np.ceil", "np.rint",
          "np.trunc", "np.square", "np.tanh", "np.sin", "np.isnan", "np.isfinite", "np.logical_not",
          "np.expm1", "np.log1p", "np.cbrt", "np.arctan"]
@@ -87,14 +90,14 @@ class Expressions:
     def array(self, dtype: str, shape):
         if dtype == "bool":
             return self.rng.random(shape) < 0.5
-        if dtype.startswith("int"):
+        if dtype.startswith(("int", "uint")):
             a = self.rng.integers(-6, 7, shape).astype(dtype)
             if self.rng.random() < 0.2:
                 a.flat[0] = np.iinfo(dtype).max
             return a
         a = (self.rng.standard_normal(shape) * self.pick([1, 3, 30])).astype(dtype)
         if self.rng.random() < 0.3:
-            a.flat[int(self.rng.integers(0, a.size))] = self.pick([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30])
+            a.flat[int(self.rng.integers(0, a.size))] = self.pick([np.nan, np.inf, -np.inf, 0.0, -0.0, 6e4])
         return a
 
 
@@ -134,7 +137,7 @@ def test_random_numpy_expressions_match_numpy(seed):
     shapes = [(3, 4), (4,), (1, 4), (3, 1)]
     failures, compared = [], 0
     for _ in range(40):
-        da, db = gen.pick(DTYPES), gen.pick(DTYPES)
+        da, db = gen.pick(ARGUMENT_DTYPES), gen.pick(ARGUMENT_DTYPES)
         a, b = gen.array(da, gen.pick(shapes[:3])), gen.array(db, gen.pick(shapes))
         source = gen.expr(int(gen.rng.integers(1, 4)))
         namespace = {"np": np}
@@ -156,4 +159,4 @@ def test_random_numpy_expressions_match_numpy(seed):
         if problem:
             failures.append(f"{case}\n    {problem}\n    numpy: {want!r}\n    tracejit: {got!r}")
     assert not failures, "\n".join(failures)
-    assert compared >= 25  # most expressions must run on both sides for this to test anything
+    assert compared >= 20  # most expressions must run on both sides for this to test anything

@@ -160,6 +160,14 @@ def test_reductions_over_axes_of_one_fuse_with_full_reductions():
     assert not np.signbit(got[2]) and np.signbit(a[0, 2])
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_sin_and_cos_of_arctan_keep_nan(dtype):
+    """gcc folds sin(atan(x)) to x / sqrt(x*x + 1) or copysign(1, x) once math calls may not set
+    errno, and gave +-1 (cos: 0) for a nan; toolchain.py turns the atan builtin off."""
+    x = np.array([np.nan, -np.inf, np.inf, -0.0, 0.5, -3.0, 1e30], dtype)
+    check(lambda x: (np.sin(np.arctan(x)), np.cos(np.arctan(x)), np.sin(np.arctan(x * 0))), x)
+
+
 def test_adding_a_float_zero_keeps_numpys_sign_of_zero():
     x = np.array([-0.0, 0.0, 1.5], np.float32)
     for fn in (lambda x: x + 0.0, lambda x: 0.0 + x, lambda x: x - (-0.0), lambda x: x + (-0.0), lambda x: x - 0.0):

@@ -40,8 +40,12 @@ SEARCHED = ("cc", "gcc", "clang")
 # (needed to vectorize them); -ffp-contract=off stops gcc from fusing a*b+c into one
 # fma, which rounds differently from numpy; -fwrapv gives signed integers numpy's
 # wrap-around overflow instead of C's undefined behaviour. Never -ffast-math.
+# -fno-builtin-atan(f): with -fno-math-errno, gcc 12 rewrites sin(atan(x)) as x / sqrt(x*x + 1)
+# or copysign(1, x), and cos(atan(x)) likewise, which gives +-1 and 0 for a nan; without the
+# builtin it keeps the calls (still vectorized: tracejit.h declares atan's simd versions).
 BASE_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11",
-              "-fno-math-errno", "-ffp-contract=off", "-fwrapv", "-fopenmp-simd"]
+              "-fno-math-errno", "-ffp-contract=off", "-fwrapv", "-fopenmp-simd",
+              "-fno-builtin-atan", "-fno-builtin-atanf"]
 # Flags that only change how the build runs: -pipe passes assembly between the compiler's
 # stages through pipes instead of temporary files (~10 ms of a 0.2 s build).
 BUILD_FLAGS = ["-pipe"]
