@@ -10,6 +10,8 @@ finite differences in float64, and a failure shrinks to a short program printed 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +28,11 @@ UNARY = [
 BINARY = ["{x} + {y}", "{x} - {y}", "{x} * {y}", "{x} / (1.5 + np.cos({y}))", "np.maximum({x}, {y})",
           "np.minimum({x}, {y})", "{x} * np.tanh({y}) + {y}"]
 REDUCE = ["{x}.sum({axes})", "{x}.mean({axes})", "{x}.max({axes})", "np.min({x}, {axes})", "np.sum({x}, {axes})"]
+EXAMPLES = int(os.environ.get("TRACEJIT_FUZZ_EXAMPLES", "40"))  # a longer campaign: TRACEJIT_FUZZ_EXAMPLES=1000
+SHIFTED = [
+    "{x} - {m} - {lse}", "np.exp({x} - {m}) / np.exp({x} - {m}).sum(axis={axis}, keepdims=True)", "{m} + {lse}",
+    "np.tanh({x} - {m})", "{lse}", "{x} - {m} - 0.5 * {lse}",  # near misses: these feel m
+]
 MAX_ABS = 30.0  # values beyond this pass through tanh first, so exp and powers stay tame
 
 
@@ -135,13 +142,18 @@ class ProgramDrawer:
             axis_text += ", keepdims=True"
         self.emit(self.draw(st.sampled_from(REDUCE)).format(x=x, axes=axis_text))
 
-    def log_softmax(self):
+    def shift_by_extreme(self):
+        """The stable softmax family, whose max or min the backward treats as a constant
+        (autodiff/invariance.py), and near misses that do depend on it."""
         x = self.pick(lambda v: v.ndim >= 1)
         if x is None:
             return self.unary()
         axis = self.draw(st.integers(-1, self.value(x).ndim - 1))
-        m = f"{x}.max(axis={axis}, keepdims=True)"
-        self.emit(f"{x} - {m} - np.log(np.exp({x} - {m}).sum(axis={axis}, keepdims=True))")
+        m = self.draw(st.sampled_from([f"{x}.max(axis={axis}, keepdims=True)",
+                                       f"np.min({x}, axis={axis}, keepdims=True)",
+                                       f"np.expand_dims({x}.max(axis={axis}), {axis})"]))
+        lse = f"np.log(np.exp({x} - {m}).sum(axis={axis}, keepdims=True))"
+        self.emit(self.draw(st.sampled_from(SHIFTED)).format(x=x, m=m, lse=lse, axis=axis))
 
     def matmul(self):
         x = self.pick(lambda v: v.ndim >= 1)
@@ -211,7 +223,7 @@ class ProgramDrawer:
     def env_value(self, name):
         return eval(name, self.env)  # noqa: S307 - a name or p['w0'] we generated
 
-    STEPS = ["unary", "unary", "binary", "binary", "reduce", "log_softmax", "matmul", "gather", "reshape",
+    STEPS = ["unary", "unary", "binary", "binary", "reduce", "shift_by_extreme", "matmul", "gather", "reshape",
              "transpose", "slice", "broadcast", "concatenate", "mask"]
 
     def build(self) -> Program:
@@ -269,7 +281,7 @@ def assert_grads_close(got, want, rtol, atol, what, program):
                                    err_msg=f"{what}, gradient of p['{name}'] in{program!r}")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(programs())
 def test_gradients_of_random_programs(program):
     f = program.function()

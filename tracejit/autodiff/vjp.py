@@ -4,7 +4,8 @@ The joint graph holds the forward nodes unchanged, then backward nodes that each
 `vjp` rule emits through a GraphBuilder (see ops/vjp_util.py for the rule signature). The sweep
 visits the forward nodes in reverse, accumulates cotangents with `add`, and skips what cannot
 matter: values that do not depend on a differentiated input ("inactive"), integer and bool values,
-zero (None) cotangents, and piecewise-constant primitives (`zero_vjp`). Backward nodes that feed
+zero (None) cotangents, piecewise-constant primitives (`zero_vjp`), and max/min reductions that the
+seeded outputs provably do not feel (the row maximum of a stable softmax: invariance.py). Backward nodes that feed
 no output (cotangents of inactive inputs a rule emitted anyway) are pruned at the end.
 
 Values built here are named `ct_<n>`; the gradient of input `%x` is `%ct_x`.
@@ -21,6 +22,7 @@ from ..errors import TracejitError
 from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph, Node, Value
 from ..ops.vjp_util import zeros
+from .invariance import invariant_reductions
 
 
 class NotDifferentiableError(TracejitError, TypeError):
@@ -48,10 +50,10 @@ def vjp_graph(
     """
     b = _CotangentBuilder(name or f"vjp_{graph.name}", graph)
     wrt_values = [graph.inputs[i] for i in wrt]
-    active = _active_values(graph, wrt_values)
+    seeded = [graph.outputs[i] for i in (range(len(graph.outputs)) if seeds is None else seeds)]
+    active = _active_values(graph, wrt_values, constant=invariant_reductions(graph, seeded))
     cts: dict[Value, Value] = {}
-    for i in range(len(graph.outputs)) if seeds is None else seeds:
-        out = graph.outputs[i]
+    for out in seeded:
         seed = _ones(b, out) if ones else b.new_input(out.shape, out.dtype, name=f"ct_{out.name}")
         if out in active:
             _accumulate(b, cts, out, seed)
@@ -62,12 +64,15 @@ def vjp_graph(
 
 
 # ---- the reverse sweep --------------------------------------------------------------------------
-def _active_values(graph: Graph, wrt: list[Value]) -> set[Value]:
-    """Float values that depend on a differentiated input: the only ones that carry cotangents."""
+def _active_values(graph: Graph, wrt: list[Value], constant: set[Value]) -> set[Value]:
+    """Float values that depend on a differentiated input: the only ones that carry cotangents.
+
+    `constant` values are treated as constants (their cotangent is known to be zero: see
+    invariance.py), and so are the values that depend on the inputs only through them."""
     active = {x for x in wrt if dtypes.is_float(x.dtype)}
     for node in graph.nodes:
         if any(v in active for v in node.inputs):
-            active.update(v for v in node.outputs if dtypes.is_float(v.dtype))
+            active.update(v for v in node.outputs if dtypes.is_float(v.dtype) and v not in constant)
     return active
 
 
