@@ -329,6 +329,11 @@ def test_softmax_cross_entropy_gradient_keeps_rows_in_scratch():
     want = shifted / shifted.sum(axis=1, keepdims=True)
     want[np.arange(16), labels] -= 1
     np.testing.assert_allclose(exe(logits, labels)[0], want / 16, rtol=1e-5, atol=1e-7)
+    # Three passes over a row: max; exp and its sum; the gradient. The maximum's tie mask is gone
+    # (the loss does not depend on the maximum: autodiff/invariance.py), and the one-hot row of the
+    # labels, cheap ops on inputs only, is recomputed in the last pass rather than kept.
+    assert "pass 3 of 3 over the reduced axes" in exe.c_source
+    assert len(re.findall(r"kept for a later pass", exe.c_source)) == 1  # exp(x - max) alone
 
 
 # ---- float sums add as np.sum does (csrc/tracejit.h tj_sum_pairwise_*) ------------------------------

@@ -190,23 +190,24 @@ reciprocal_p = _elementwise("reciprocal", np.reciprocal, "(({T})1 / {0})", "np.r
                             vjp=_unary(lambda b, x, y: neg(b, mul(b, y, y))))
 
 # ---- unary, any numeric dtype -------------------------------------------------------------
-negative_p = _elementwise("negative", np.negative, "(-{0})", "-{0}", vjp=lambda b, node, ct: [neg(b, ct)])
+negative_p = _elementwise("negative", np.negative, "(-{0})", "-{0}", vjp=lambda b, node, ct: [neg(b, ct)], cheap=True)
 square_p = _elementwise("square", np.square, "({0} * {0})", "np.square({0})",
-                        vjp=_unary(lambda b, x, y: mul(b, x, const(b, 2, x))))
+                        vjp=_unary(lambda b, x, y: mul(b, x, const(b, 2, x))), cheap=True)
 # abs: the derivative at 0 is sign(0) = 0.
-abs_p = _elementwise("abs", np.abs, "tj_abs_{t}({0})", "np.abs({0})", vjp=_unary(lambda b, x, y: b.emit("sign", x)))
+abs_p = _elementwise("abs", np.abs, "tj_abs_{t}({0})", "np.abs({0})", vjp=_unary(lambda b, x, y: b.emit("sign", x)),
+                     cheap=True)
 sign_p = _elementwise("sign", np.sign, "tj_sign_{t}({0})", "np.sign({0})", zero_vjp=True)
 
 # ---- binary arithmetic --------------------------------------------------------------------
 add_p = _elementwise("add", np.add, "({0} + {1})", "{0} + {1}",
-                     commutative=True, vjp=_binary(lambda b, ct, x, y, z: (ct, ct)))
+                     commutative=True, vjp=_binary(lambda b, ct, x, y, z: (ct, ct)), cheap=True)
 subtract_p = _elementwise(  # negate after summing over broadcast axes: the same bits, less work
     "subtract", np.subtract, "({0} - {1})", "{0} - {1}",
     vjp=lambda b, node, ct: [unbroadcast(b, ct, node.inputs[0].shape),
-                             neg(b, unbroadcast(b, ct, node.inputs[1].shape))],
+                             neg(b, unbroadcast(b, ct, node.inputs[1].shape))], cheap=True,
 )
 multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", "{0} * {1}", commutative=True,
-                          vjp=_binary(lambda b, ct, x, y, z: (mul(b, ct, y), mul(b, ct, x))))
+                          vjp=_binary(lambda b, ct, x, y, z: (mul(b, ct, y), mul(b, ct, x))), cheap=True)
 divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", "{0} / {1}", FLOAT_ONLY,
                         vjp=_binary(lambda b, ct, x, y, z: (div(b, ct, y), neg(b, div(b, mul(b, ct, z), y)))))
 power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", "{0} ** {1}", vjp=_binary(_power_rule))
@@ -230,9 +231,9 @@ arctan2_p = _elementwise("arctan2", np.arctan2, "atan2{f}({0}, {1})", "np.arctan
 hypot_p = _elementwise("hypot", np.hypot, "hypot{f}({0}, {1})", "np.hypot({0}, {1})", FLOAT_ONLY, commutative=True,
                        vjp=_binary(lambda b, ct, x, y, h: (div(b, mul(b, ct, x), h), div(b, mul(b, ct, y), h))))
 maximum_p = _elementwise("maximum", np.maximum, "tj_maximum_{t}({0}, {1})", "np.maximum({0}, {1})", commutative=True,
-                         vjp=_binary(_chooser_rule))
+                         vjp=_binary(_chooser_rule), cheap=True)
 minimum_p = _elementwise("minimum", np.minimum, "tj_minimum_{t}({0}, {1})", "np.minimum({0}, {1})", commutative=True,
-                         vjp=_binary(_chooser_rule))
+                         vjp=_binary(_chooser_rule), cheap=True)
 
 # fmax/fmin ignore a nan operand; the operand equal to the result gets the cotangent, as for maximum.
 fmax_p = _elementwise("fmax", np.fmax, "tj_fmax_{t}({0}, {1})", "np.fmax({0}, {1})", vjp=_binary(_chooser_rule))
@@ -246,36 +247,39 @@ copysign_p = _elementwise(
 
 
 # ---- comparisons and logic (bool results; no gradient flows through them) ------------------
-less_p = _elementwise("less", np.less, "({0} < {1})", "{0} < {1}", ANY, dtypes.bool_, zero_vjp=True)
-less_equal_p = _elementwise("less_equal", np.less_equal, "({0} <= {1})", "{0} <= {1}", ANY, dtypes.bool_, zero_vjp=True)
-greater_p = _elementwise("greater", np.greater, "({0} > {1})", "{0} > {1}", ANY, dtypes.bool_, zero_vjp=True)
+less_p = _elementwise("less", np.less, "({0} < {1})", "{0} < {1}", ANY, dtypes.bool_, zero_vjp=True, cheap=True)
+less_equal_p = _elementwise("less_equal", np.less_equal, "({0} <= {1})", "{0} <= {1}", ANY, dtypes.bool_,
+                            zero_vjp=True, cheap=True)
+greater_p = _elementwise("greater", np.greater, "({0} > {1})", "{0} > {1}", ANY, dtypes.bool_, zero_vjp=True,
+                         cheap=True)
 greater_equal_p = _elementwise("greater_equal", np.greater_equal, "({0} >= {1})", "{0} >= {1}",
-                               ANY, dtypes.bool_, zero_vjp=True)
+                               ANY, dtypes.bool_, zero_vjp=True, cheap=True)
 equal_p = _elementwise("equal", np.equal, "({0} == {1})", "{0} == {1}",
-                       ANY, dtypes.bool_, zero_vjp=True, commutative=True)
+                       ANY, dtypes.bool_, zero_vjp=True, commutative=True, cheap=True)
 not_equal_p = _elementwise(
-    "not_equal", np.not_equal, "({0} != {1})", "{0} != {1}", ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    "not_equal", np.not_equal, "({0} != {1})", "{0} != {1}", ANY, dtypes.bool_, zero_vjp=True, commutative=True,
+    cheap=True
 )
 logical_and_p = _elementwise(
     "logical_and", np.logical_and, "({0} && {1})", "np.logical_and({0}, {1})",
-    ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    ANY, dtypes.bool_, zero_vjp=True, commutative=True, cheap=True
 )
 logical_or_p = _elementwise(
     "logical_or", np.logical_or, "({0} || {1})", "np.logical_or({0}, {1})",
-    ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    ANY, dtypes.bool_, zero_vjp=True, commutative=True, cheap=True
 )
 logical_xor_p = _elementwise(
     "logical_xor", np.logical_xor, "(!{0} != !{1})", "np.logical_xor({0}, {1})",
-    ANY, dtypes.bool_, zero_vjp=True, commutative=True
+    ANY, dtypes.bool_, zero_vjp=True, commutative=True, cheap=True
 )
 # On integers and bools numpy answers these without looking (never nan or inf): so does the C.
-isnan_p = _elementwise("isnan", np.isnan, "({0} != {0})", "np.isnan({0})", ANY, dtypes.bool_, zero_vjp=True)
+isnan_p = _elementwise("isnan", np.isnan, "({0} != {0})", "np.isnan({0})", ANY, dtypes.bool_, zero_vjp=True, cheap=True)
 isinf_p = _elementwise("isinf", np.isinf, "(fabs{f}({0}) == INFINITY)", "np.isinf({0})",
                        ANY, dtypes.bool_, zero_vjp=True)
 isfinite_p = _elementwise("isfinite", np.isfinite, "({0} - {0} == 0)", "np.isfinite({0})",
-                          ANY, dtypes.bool_, zero_vjp=True)
+                          ANY, dtypes.bool_, zero_vjp=True, cheap=True)
 logical_not_p = _elementwise("logical_not", np.logical_not, "(!{0})", "np.logical_not({0})",
-                             ANY, dtypes.bool_, zero_vjp=True)
+                             ANY, dtypes.bool_, zero_vjp=True, cheap=True)
 
 
 # ---- where(cond, x, y): cond is bool, x and y share a dtype --------------------------------
@@ -295,7 +299,7 @@ def _where_vjp(b, node, ct):
 
 where_p = register(
     Primitive("where", Kind.ELEMENTWISE, _where_rule, np.where, c_expr=c_template("({0} ? {1} : {2})"),
-              vjp=_where_vjp, py_expr=py_template("np.where({0}, {1}, {2})"))
+              vjp=_where_vjp, cheap=True, py_expr=py_template("np.where({0}, {1}, {2})"))
 )
 
 
@@ -328,7 +332,7 @@ def _astype_vjp(b, node, ct):
 
 astype_p = register(
     Primitive("astype", Kind.ELEMENTWISE, _astype_rule, _astype_reference, c_expr=_astype_c, vjp=_astype_vjp,
-              py_expr=_astype_py)
+              cheap=True, py_expr=_astype_py)
 )
 
 UNARY_FLOAT = [exp_p, log_p, log1p_p, expm1_p, sqrt_p, tanh_p, sinh_p, cosh_p, sin_p, cos_p, tan_p, arctan_p,

@@ -37,6 +37,8 @@ class Primitive:
         the GraphBuilder `b`, never computes numbers. None means "not differentiable".
     zero_vjp: piecewise-constant op (floor, sign, comparisons): its inputs get zero cotangents.
     c_expr(args, in_dtypes, out_dtype, **params) -> C expression; elementwise ops only.
+    cheap: a few instructions in C (no call, no division): a later loop pass recomputes it from the
+        kernel's inputs rather than keeping it in a per-row array (codegen/c_loop.py scratch_plan).
     c_fast(args, in_dtypes) -> (C expression, C flag expression) of a faster form that is right
         wherever the flag is 0, or None for these dtypes. A loop pass that can run twice uses it
         and ORs the flag; if set, the pass runs again with c_expr (codegen/c_loop.py).
@@ -58,6 +60,7 @@ class Primitive:
     zero_vjp: bool = False
     c_expr: Callable | None = None
     c_fast: Callable | None = None
+    cheap: bool = False
     multiple_results: bool = False
     commutative: bool = False
     prune_outputs: Callable | None = None
