@@ -151,3 +151,15 @@ def test_jitted_cross_entropy_gradient_is_the_textbook_one():
     np.testing.assert_allclose(g, p / 64, rtol=1e-5, atol=1e-8)
     check_vjp(xent, [logits.astype(np.float64)[:6, :7] % 1 + np.arange(7) * 0.1, labels[:6] % 7], (0,),
               dtype=np.float64, rtol=1e-6, atol=1e-8, eps=1e-6)
+
+
+def test_the_printed_ir_says_which_reduction_was_held_constant():
+    """Who reads the gradient's IR learns why the maximum has no VJP there, also when the grad is
+    inlined into a jitted function; a function that feels its maximum gets no such line."""
+    x = np.random.default_rng(5).standard_normal((4, 5)).astype(np.float32)
+    labels = np.arange(4)
+    for text in (str(tj.make_ir(tj.grad(xent))(x, labels)), tj.jit(tj.value_and_grad(xent)).lower(x, labels).ir):
+        (note,) = [line for line in text.splitlines() if "held constant" in line]
+        assert note.strip().startswith("# backward: max over axes (1,) at test_invariance.py:")
+    sensitive = SENSITIVE["shift kept"]
+    assert "held constant" not in str(tj.make_ir(tj.grad(lambda x: sensitive(x).sum()))(x))

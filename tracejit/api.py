@@ -442,7 +442,7 @@ def vjp(fun, *primals, has_aux=False):
     joint = vjp_graph(traced.graph, diff_args.wrt(nums), seeds=range(n_out), name=f"vjp_{_fun_name(fun)}")
     inputs = list(diff_args.leaves) + list(traced.captured)
     outs = _run_graph(traced.graph, inputs, traced.out_weak)
-    grads_graph = Graph(joint.inputs, joint.nodes, joint.outputs[len(traced.graph.outputs):], joint.name)
+    grads_graph = Graph(joint.inputs, joint.nodes, joint.outputs[len(traced.graph.outputs):], joint.name, joint.notes)
     if not is_tracing():  # eager: run the passes once, not at every vjp_fn call
         from .passes.pipeline import optimize
 

@@ -51,7 +51,9 @@ def vjp_graph(
     b = _CotangentBuilder(name or f"vjp_{graph.name}", graph)
     wrt_values = [graph.inputs[i] for i in wrt]
     seeded = [graph.outputs[i] for i in (range(len(graph.outputs)) if seeds is None else seeds)]
-    active = _active_values(graph, wrt_values, constant=invariant_reductions(graph, seeded))
+    held = invariant_reductions(graph, seeded)
+    b.notes += [_held_note(node) for node in graph.nodes if node.outputs[0] in held]
+    active = _active_values(graph, wrt_values, constant=held)
     cts: dict[Value, Value] = {}
     for out in seeded:
         seed = _ones(b, out) if ones else b.new_input(out.shape, out.dtype, name=f"ct_{out.name}")
@@ -88,6 +90,12 @@ def _backward_sweep(b: "_CotangentBuilder", graph: Graph, active: set[Value], ct
             if ct is not None and x in active:
                 _check_cotangent(node, x, ct)
                 _accumulate(b, cts, x, ct)
+
+
+def _held_note(node: Node) -> str:
+    where = f" at {node.loc}" if node.loc else ""
+    return (f"backward: {node.prim.name} over axes {node.params['axes']}{where} held constant (the outputs "
+            "do not change when it shifts), so its tie-mask gradient, zero in exact arithmetic, is left out")
 
 
 def _apply_rule(b, node: Node, out_cts: list) -> list:
@@ -134,6 +142,7 @@ class _CotangentBuilder(GraphBuilder):
             self._used_names.add(value.name)
         for node in forward.nodes:
             self.add_node(node)
+        self.notes = list(forward.notes)
         self._ct_counter = 0
 
     def emit(self, prim, *inputs, loc=None, name=None, **params):
@@ -153,7 +162,8 @@ def _finish(b: _CotangentBuilder, n_forward: int, outputs: list[Value], grad_of:
     renamed = {v: Value(n, v.shape, v.dtype) for v, n in new_names.items()}
     backward = [_substitute(node, renamed) for node in backward]
     outputs = [renamed.get(v, v) for v in outputs]
-    return Graph(tuple(b.inputs), tuple(b.nodes[:n_forward]) + tuple(backward), tuple(outputs), b.name)
+    return Graph(tuple(b.inputs), tuple(b.nodes[:n_forward]) + tuple(backward), tuple(outputs), b.name,
+                 tuple(dict.fromkeys(b.notes)))
 
 
 def _live_nodes(nodes: list[Node], outputs: list[Value]) -> list[Node]:

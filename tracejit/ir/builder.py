@@ -36,6 +36,7 @@ class GraphBuilder:
         self.inputs: list[Value] = []
         self.nodes: list[Node] = []
         self.loc: str | None = None  # source location stamped on nodes emitted without one
+        self.notes: list[str] = []  # Graph.notes of the graph built, and of graphs inlined into it
         self._used_names: set[str] = set()
         self._counter = 0
 
@@ -81,7 +82,7 @@ class GraphBuilder:
         return self.emit("constant", value=array, loc=loc)
 
     def build(self, outputs) -> Graph:
-        return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs), self.name)
+        return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs), self.name, tuple(dict.fromkeys(self.notes)))
 
 
 def _aval(value):

@@ -69,6 +69,7 @@ class Graph:
     nodes: tuple[Node, ...]
     outputs: tuple[Value, ...]
     name: str = "main"
+    notes: tuple[str, ...] = ()  # what a transformation decided, printed with the IR (autodiff's cuts)
 
     def producers(self) -> dict[Value, Node]:
         return {v: node for node in self.nodes for v in node.outputs}

@@ -17,6 +17,7 @@ def format_graph(graph: Graph, indent: int = 0) -> str:
     pad = "  " * indent
     params = ", ".join(f"%{v.name}:{v.type_str}" for v in graph.inputs)
     lines = [f"{pad}def {graph.name}({params}):"]
+    lines += [f"{pad}  # {note}" for note in graph.notes]
     for node in graph.nodes:
         lines.extend(format_node(node, indent + 1))
     outs = ", ".join(f"%{v.name}" for v in graph.outputs)

@@ -185,6 +185,7 @@ def bind_graph(graph: Graph, inputs: list[Value], trace: Trace) -> list[Value]:
     """Inline `graph` into `trace`, feeding `inputs` to its inputs; return its outputs' new Values."""
     env: dict[Value, Value] = dict(zip(graph.inputs, inputs))
     b = trace.builder
+    b.notes.extend(graph.notes)
     for node in graph.nodes:
         hint = node.outputs[0].name if len(node.outputs) == 1 and not node.outputs[0].name.isdigit() else None
         outs = b.emit(node.prim, *[env[v] for v in node.inputs], loc=node.loc, name=hint, **node.params)
