@@ -196,7 +196,14 @@ def table(rows: list[dict], peer_names: list[str]) -> str:
     lines = [_md_row(head, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += [_md_row(r, widths) for r in body]
     lines += [""] * bool(notes) + [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
+    lines += [bound_note(row) for row in rows if "median_s" in row.get("bound", {})]
     return "\n".join(lines)
+
+
+def bound_note(row) -> str:
+    bound = row["bound"]
+    return (f"{row['id']} bound: numpy's matmuls alone take {fmt_time(bound['median_s'])}, so a step making "
+            f"the same BLAS calls is at most {bound['speedup']:.2f}x numpy (measured in the same rounds)")
 
 
 def _md_row(cells, widths) -> str:

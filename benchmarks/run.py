@@ -38,6 +38,8 @@ def run_case(case: cases.Case, tj, wl, peer_names, opts) -> dict:
     expected = case.numpy_fn(*args)
     row = {"id": case.id, "workload": case.key, "what": case.what, "peers": {}}
     contenders = [Contender("numpy", case.numpy_fn, args)]
+    if case.bound_fn is not None:  # timed in the same rounds: the bound moves with the machine
+        contenders.append(Contender("bound", case.bound_fn, args))
     if tj is not None:
         row["tracejit"], contender = _prepare_tracejit(case, tj, args, expected)
         contenders += [contender] if contender else []
@@ -80,6 +82,9 @@ def _prepare_peer(name, build, case, wl, args, expected):
 def _record_timings(row, contenders) -> None:
     timings = {c.name: summary(c) for c in contenders}
     row["numpy"] = timings.pop("numpy")
+    if "bound" in timings:
+        bound = timings.pop("bound")
+        row["bound"] = dict(bound, speedup=row["numpy"]["median_s"] / bound["median_s"])
     for name, timing in timings.items():
         entry = row["tracejit"] if name == "tracejit" else row["peers"][name]
         entry.update(timing, speedup=row["numpy"]["median_s"] / timing["median_s"])

@@ -30,6 +30,7 @@ run = _load_runner()
 import cases  # noqa: E402  (benchmarks/ is on sys.path now)
 import handwritten  # noqa: E402
 import measure  # noqa: E402
+import report  # noqa: E402
 
 if not cases.DEFAULT_WORKLOADS.is_file():
     pytest.skip(f"shared workloads not found at {cases.DEFAULT_WORKLOADS}", allow_module_level=True)
@@ -66,6 +67,21 @@ def test_every_timed_row_has_numpy_and_tracejit_medians(quick_results):
             assert row["numpy"]["reps"] == tracejit["reps"] == 2
             assert row["numpy"]["min_s"] <= row["numpy"]["median_s"]
             assert tracejit["speedup"] == pytest.approx(row["numpy"]["median_s"] / tracejit["median_s"])
+
+
+def test_w4_reports_its_matmul_bound_from_the_same_rounds(quick_results):
+    (w4,) = [row for row in quick_results["results"] if row["workload"] == "W4"]
+    bound = w4["bound"]
+    assert bound["reps"] == w4["numpy"]["reps"] and bound["median_s"] > 0
+    assert bound["speedup"] == pytest.approx(w4["numpy"]["median_s"] / bound["median_s"])
+    assert "W4 bound: numpy's matmuls alone take" in report.table(quick_results["results"], [])
+
+
+def test_the_bound_makes_the_matmuls_of_the_step():
+    """The products the handwritten step computes, one by one: the same shapes and transposes."""
+    params, x, y = cases.load_workloads().w4_inputs(8, (16, 12, 12, 4))[:3]
+    shapes = [p.shape for p in handwritten.mlp_matmuls(params, x, y, 0.1)]
+    assert shapes == [(8, 12), (8, 12), (8, 4), (8, 12), (12, 4), (8, 12), (12, 12), (16, 12)]
 
 
 def test_first_call_rows_ran_in_processes_that_wrote_the_cache(quick_results):
