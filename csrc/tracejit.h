@@ -359,8 +359,9 @@ static inline float tj_power_f32(float a, float b) {
 static inline double tj_power_f64(double a, double b) {
     return b == 2.0 ? a * a : (b == 1.0 ? a : pow(a, b));
 }
-/* Integer power by squaring, wrapping like numpy; a negative exponent (numpy raises) gives 0
- * except for bases 1 and -1. */
+/* Integer power by squaring, wrapping like numpy. numpy raises for a negative exponent, and so
+ * does the generated loop (it checks the exponent: ops/elementwise.py, c_error); the value here,
+ * 0 but for bases 1 and -1, is never returned. */
 static inline int64_t tj_power_i64(int64_t a, int64_t b) {
     if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
     uint64_t result = 1, base = (uint64_t)a;

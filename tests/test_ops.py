@@ -185,6 +185,30 @@ def test_integer_power_with_a_negative_constant_exponent_is_numpys_value_error()
     check(lambda x: (x ** 2, x ** 0, x.astype(np.float32) ** -1), x, exact=True)
 
 
+NEGATIVE_POWER = "Integers to negative integer powers are not allowed"
+
+
+@pytest.mark.parametrize("size", [12, 400_000])  # one thread, and the parallel loops
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_power_with_an_exponent_negative_at_run_time_is_numpys_value_error(size, dtype):
+    """The loop ORs `exponent < 0` into a flag and the kernel returns numpy's error, with the
+    line: in an elementwise loop, a row reduction, a cond branch, on both call paths."""
+    x = (np.arange(size) % 7).astype(dtype).reshape(-1, 4)
+    y = (np.arange(size) % 3).astype(dtype).reshape(-1, 4)
+    functions = [lambda x, y: x ** y + 1, lambda x, y: (x ** y).sum(axis=1),
+                 lambda x, y: tj.cond(x.sum() >= 0, lambda x, y: np.power(x, y), lambda x, y: x, x, y)]
+    for fn in functions:
+        jitted = tj.jit(fn)
+        np.testing.assert_array_equal(jitted(x, y), fn(x, y))  # exponents >= 0: numpy's values
+        negative = y.copy()
+        negative.flat[size // 2] = -1
+        for _ in range(2):  # the first call takes the Python path, the second the C dispatcher
+            with pytest.raises(ValueError, match=NEGATIVE_POWER + r".*\(at test_ops\.py:\d+\)"):
+                jitted(x, negative)
+        np.testing.assert_array_equal(jitted(x, y), fn(x, y))  # and it still runs afterwards
+    assert "_invalid" not in tj.jit(lambda x, y: x ** y).lower(x.astype(float), y.astype(float)).c_source
+
+
 @pytest.mark.parametrize("dtype", FLOATS + [np.int64])
 def test_rint_and_round_half_to_even(dtype):
     halves = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.25, 1.005, -0.0, np.inf, np.nan, 123.456, -7.75])

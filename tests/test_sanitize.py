@@ -98,6 +98,13 @@ special[1, 3], special[2, 5], special[3, 7], special[4, :] = -95.0, np.nan, -np.
 check("exp rows outside the fast range (the pass runs again)", lambda x: np.exp(x - x.max(axis=1, keepdims=True)) / np.exp(x - x.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True), special)
 counts = r.integers(-9, 10, (6, 11)).astype(np.int32)
 check("integer and bool matmul (csrc loops)", lambda c: (c @ c.T, c.T @ c, (c > 0) @ (c < 0).T, c[0] @ c.T), counts)
+powers = tj.jit(lambda c, e: (c ** e).sum(axis=1))
+check("integer power, exponents checked in the loop", lambda c, e: (c ** e).sum(axis=1), counts, np.abs(counts) % 4)
+try:
+    powers(counts, counts)  # negative exponents: numpy's ValueError, out of a parallel-free row loop
+    raise AssertionError("no error for a negative integer exponent")
+except ValueError as err:
+    assert "negative integer powers" in str(err), err
 logits, labels = normal(17, 10), r.integers(0, 10, 17)
 check("W3 value_and_grad", tj.value_and_grad(xent), logits, labels, want=tj.value_and_grad(xent)(logits, labels))
 sizes = (20, 24, 16, 10)

@@ -37,6 +37,7 @@ class LoopEmitter:
         self.scratch: dict = {}  # see scratch_plan
         self.fast_flag: str | None = None  # see emit_phase: ops with a fast form (c_fast) take it
         self.touched: tuple[set, set] | None = None  # (roots read, roots written) while recording
+        self.error_flags: dict = {}  # Node -> its flag: ops whose numpy raises on some values (c_error)
 
     # accesses and expressions
     def load_map(self, value: Value, consumer: Node | None) -> tuple:
@@ -96,6 +97,9 @@ class LoopEmitter:
         else:
             expr = node.prim.c_expr(args, in_dtypes, out.dtype, **node.params)
             self.w(f"const {local_type(out.dtype)} {name} = {expr};")
+        if node in self.error_flags:
+            condition, _ = node.prim.c_error(in_dtypes)
+            self.w(f"{self.error_flags[node]} |= {condition.format(*args)};")
         scope[out] = name
 
     def reduction(self, node: Node, scope: dict, loops, index_var: str, terms: int = 0, rows: dict | None = None):
@@ -124,8 +128,9 @@ class LoopEmitter:
 
     # loops
     def open_loops(self, loops, pragmas: dict) -> None:
+        flags = "".join(f" reduction(|:{flag})" for flag in self.error_flags.values())
         for n, loop in enumerate(loops):
-            self.w(*pragmas.get(n, []))
+            self.w(*[line + flags if line.startswith("#pragma omp") else line for line in pragmas.get(n, [])])
             self.w.open(f"for (int64_t {loop.var} = 0; {loop.var} < {loop.extent}; {loop.var}++)")
 
     def close_loops(self, loops) -> None:
@@ -138,6 +143,7 @@ class LoopEmitter:
             loop.var = f"i{n}"
         for matmul in self.kernel.matmuls:
             emit_gemm(self.ctx, matmul, self.w, self.params)
+        self.declare_error_flags()
         big = nest.size >= PARALLEL_MIN_ELEMENTS
         if nest.num_phases == 0:
             self.emit_flat(big)
@@ -145,7 +151,24 @@ class LoopEmitter:
             self.emit_leading_reduction()
         else:
             self.emit_phased(big)
-        return function_text(name, self.kernel, ops, self.params, self.names, self.w, can_fail=False)
+        self.return_errors()
+        return function_text(name, self.kernel, ops, self.params, self.names, self.w,
+                             can_fail=bool(self.error_flags))
+
+    def declare_error_flags(self) -> None:
+        """One flag per op that numpy would raise on for some values (an integer power with a
+        negative exponent): the loops OR its condition in (a reduction clause on every loop)."""
+        for node in self.kernel.nodes:
+            if node.prim.kind is Kind.ELEMENTWISE and node.prim.c_error is not None \
+                    and node.prim.c_error([v.dtype for v in node.inputs]) is not None:
+                self.error_flags[node] = self.names.fresh(f"{node.out.name}_invalid")
+        self.w(*[f"int {flag} = 0;" for flag in self.error_flags.values()])
+
+    def return_errors(self) -> None:
+        for node, flag in self.error_flags.items():
+            _, message = node.prim.c_error([v.dtype for v in node.inputs])
+            where = f" (at {node.loc})" if node.loc else ""
+            self.w(f"if ({flag}) return {self.ctx.add_error(message + where)};")
 
     def reduces_leading_axes(self) -> bool:
         """A one-pass reduction over axes that all come before the kept axes (a column sum): then

@@ -210,7 +210,16 @@ multiply_p = _elementwise("multiply", np.multiply, "({0} * {1})", "{0} * {1}", c
                           vjp=_binary(lambda b, ct, x, y, z: (mul(b, ct, y), mul(b, ct, x))), cheap=True)
 divide_p = _elementwise("divide", np.true_divide, "({0} / {1})", "{0} / {1}", FLOAT_ONLY,
                         vjp=_binary(lambda b, ct, x, y, z: (div(b, ct, y), neg(b, div(b, mul(b, ct, z), y)))))
-power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", "{0} ** {1}", vjp=_binary(_power_rule))
+def _negative_integer_power(in_dtypes):
+    """numpy refuses an integer power with a negative exponent (a constant one is refused while
+    tracing: trace/numpy_map.py); an exponent known only at run time is checked in the loop."""
+    if dtypes.is_float(in_dtypes[-1]):
+        return None
+    return "({1} < 0)", "ValueError: Integers to negative integer powers are not allowed."
+
+
+power_p = _elementwise("power", np.power, "tj_power_{t}({0}, {1})", "{0} ** {1}", vjp=_binary(_power_rule),
+                       c_error=_negative_integer_power)
 # Python's // and % (numpy's floor_divide and remainder): the quotient rounded down, the remainder
 # with the divisor's sign; numpy's own npy_divmod for floats, and for integers 0 where the divisor
 # is 0, as numpy gives (csrc/tracejit.h). d(x % y)/dy = -(x // y), as x % y = x - y * (x // y).

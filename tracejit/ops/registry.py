@@ -37,6 +37,9 @@ class Primitive:
         the GraphBuilder `b`, never computes numbers. None means "not differentiable".
     zero_vjp: piecewise-constant op (floor, sign, comparisons): its inputs get zero cotangents.
     c_expr(args, in_dtypes, out_dtype, **params) -> C expression; elementwise ops only.
+    c_error(in_dtypes) -> (C condition over {0}, {1}, ..., message) or None: where the condition
+        holds, numpy raises (the message starts with the exception's name: "ValueError: ...").
+        A loop ORs the condition into a flag; the kernel returns the error after its loops.
     cheap: a few instructions in C (no call, no division): a later loop pass recomputes it from the
         kernel's inputs rather than keeping it in a per-row array (codegen/c_loop.py scratch_plan).
     c_fast(args, in_dtypes) -> (C expression, C flag expression) of a faster form that is right
@@ -60,6 +63,7 @@ class Primitive:
     zero_vjp: bool = False
     c_expr: Callable | None = None
     c_fast: Callable | None = None
+    c_error: Callable | None = None
     cheap: bool = False
     multiple_results: bool = False
     commutative: bool = False

@@ -56,6 +56,8 @@ def _default_openmp_waiting() -> None:
 
 _default_openmp_waiting()
 
+_RAISED = {"ValueError": ValueError}  # exceptions a compiled program raises besides IndexError (c_error)
+
 _MISSING = object()  # default of each argument of the generated call: a missing one reaches _convert
 
 # A fast-path call holds the GIL while the kernel runs (cheaper than dropping and re-taking it for
@@ -172,8 +174,12 @@ class Executable:
                         f"for {dtype} ({expected}); call the jitted function instead, which compiles a new signature")
 
     def _raise(self, status: int, bad: int | None = None):
-        """The program's error `status` (1-based); `bad` is the offending index, read under the lock."""
+        """The program's error `status` (1-based); `bad` is the offending index, read under the lock.
+        A message names its exception first ("ValueError: ..."); an index error does not."""
         bad = int(self._bad_index[0]) if bad is None else bad
+        kind, sep, rest = self._errors[status - 1].partition(": ")
+        if sep and kind in _RAISED:
+            raise _RAISED[kind](rest.format(bad=bad))
         raise IndexError(self._errors[status - 1].format(bad=bad))
 
     def fast_entry(self, pack, layout=None, python_floats=(), keywords=None, python_ints=()):
