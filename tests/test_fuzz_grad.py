@@ -281,7 +281,8 @@ def assert_grads_close(got, want, rtol, atol, what, program):
                                    err_msg=f"{what}, gradient of p['{name}'] in{program!r}")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(programs())
 def test_gradients_of_random_programs(program):
     f = program.function()

@@ -3,6 +3,8 @@ transposes, slices, matmuls, gathers, concatenations) with GraphBuilder; the C b
 agree with the reference interpreter on each of them."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,6 +13,8 @@ from tracejit.ir.builder import GraphBuilder
 from tracejit.ir.interpret import evaluate
 from tracejit.ir.verify import verify
 from tracejit.runtime.executable import build_executable
+
+EXAMPLES = int(os.environ.get("TRACEJIT_FUZZ_EXAMPLES", "50"))  # a longer campaign: TRACEJIT_FUZZ_EXAMPLES=1000
 
 UNARY = ["tanh", "sin", "negative", "abs", "exp", "square"]
 BINARY = ["add", "subtract", "multiply", "maximum", "minimum"]
@@ -190,7 +194,8 @@ def programs(draw):
     return graph, [maker for _, maker in builder.inputs], dtype
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(programs(), st.integers(0, 2**16))
 def test_c_backend_matches_interpreter(program, seed):
     graph, makers, dtype = program
