@@ -132,12 +132,29 @@ def test_narrow_dtypes_are_widened_where_numpy_widens_and_refused_where_it_would
         assert_same_as_numpy(tj.jit(fun)(x), fun(x))
     for fun in (lambda x: x * 3, lambda x: x.T + x.T, lambda x: x[0] - 1, lambda x: np.max(x.reshape(-1)),
                 lambda x: np.where(x > 3, x, x), lambda x: np.concatenate([x, x]),
-                lambda x: x.astype(np.int32).astype(dtype)) + \
+                lambda x: x.astype(np.int32).astype(dtype), lambda x: np.tril(x), lambda x: np.pad(x, 1),
+                lambda x: np.zeros_like(x) + x, lambda x: np.full_like(x, 7) * x) + \
             ((lambda x: x.mean(axis=0), lambda x: x.std()) if dtype == np.float16 else ()):
         with np.errstate(all="ignore"):
             assert fun(x).dtype == np.dtype(dtype)  # numpy keeps the narrow dtype here
         with pytest.raises(DTypeError, match="a dtype tracejit does not compute in"):
             tj.jit(fun)(x)
+    cumulative = lambda x: np.cumsum(x, axis=1)  # noqa: E731 - uint8 -> uint64, int8 -> int64 in numpy
+    if cumulative(x).dtype in (np.int64, np.float64):
+        assert_same_as_numpy(tj.jit(cumulative)(x), cumulative(x))
+    else:
+        with pytest.raises(DTypeError, match="np.cumsum of"):
+            tj.jit(cumulative)(x)
+
+
+def test_pad_converts_its_constant_as_numpy_does():
+    """numpy's pad raises for 2**40 into int32 and truncates 2.7; so does the traced one."""
+    x = np.arange(4, dtype=np.int32)
+    for value in (2.7, -3, 0):
+        padded = tj.jit(lambda x: np.pad(x, 1, constant_values=value))(x)
+        assert_same_as_numpy(padded, np.pad(x, 1, constant_values=value))
+    with pytest.raises(OverflowError):
+        tj.jit(lambda x: np.pad(x, 1, constant_values=2**40))(x)
 
 
 @pytest.mark.parametrize("leaf, what", [

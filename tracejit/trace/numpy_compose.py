@@ -14,9 +14,9 @@ import numpy as np
 from .. import dtypes
 from ..errors import ShapeError, UnsupportedOperation, user_location
 from ..ops.shape_util import normalize_axes
-from .numpy_map import (COMPOSITE_UFUNCS, FUNCTIONS, _dtype_of, _is_tracer, _is_weak, _mean_dtype, _reduction,
-                        _require_absent, _shape_of, _value, _weak_descriptor, amax, amin, apply_ufunc, astype,
-                        broadcast_to, concatenate, expand_dims, full_like, matmul, mean, ravel, reshape, sum,
+from .numpy_map import (COMPOSITE_UFUNCS, FUNCTIONS, _dtype_of, _is_tracer, _is_weak, _mean_dtype,
+                        _numpy_dtype_of, _reduction, _require_absent, _shape_of, _value, _weak_descriptor, amax,
+                        amin, apply_ufunc, astype, broadcast_to, concatenate, expand_dims, full_like, matmul, mean, ravel, reshape, sum,
                         transpose, where, zeros_like)
 
 
@@ -98,6 +98,12 @@ def pad(array, pad_width, mode="constant", constant_values=0):
     """np.pad in its default mode: constant borders."""
     if mode != "constant":
         raise UnsupportedOperation("pad", f"mode={mode!r}; only 'constant' is traced")
+    if not _is_tracer(constant_values):
+        if np.ndim(constant_values) != 0:
+            raise UnsupportedOperation("pad", "constant_values per axis or side; one scalar is traced")
+        # numpy's own conversion into the array's dtype (it wraps 300 into uint8 as 44, and
+        # raises for 2**40 into int32), read off a padded 1-element array
+        constant_values = np.pad(np.zeros(1, _numpy_dtype_of(array)), 1, constant_values=constant_values)[0]
     ndim = len(_shape_of(array))
     widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (ndim, 2))
     result = array

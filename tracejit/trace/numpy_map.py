@@ -278,7 +278,7 @@ def _accumulator_dtype(name, dtype, requested):
 
 
 NUMPY_REDUCTIONS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "mean": np.mean,
-                    "var": np.var, "std": np.std}
+                    "var": np.var, "std": np.std, "cumsum": np.cumsum}
 
 
 def _refuse_narrow_reduction(name, x, dtype) -> None:
@@ -332,6 +332,7 @@ def amin(a, axis=None, out=None, keepdims=False, initial=None, where=None):
 def cumsum(a, axis=None, dtype=None, out=None):
     """np.cumsum: in the dtype np.sum would use (int64 for bools and int32), flattened for axis=None."""
     _require_absent("cumsum", out=out)
+    _refuse_narrow_reduction("cumsum", a, dtype)
     value = _value(a)
     if axis is None:
         value = emit("reshape", value, shape=(value.size,)) if value.ndim != 1 else value
@@ -587,12 +588,18 @@ def round_(a, decimals=0, out=None):
 
 
 def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, device=None):
+    """An array like `a` (an uint8 argument's is uint8 to numpy's promotions: the result keeps
+    that narrow dtype, and the fill value is converted as numpy converts it into uint8)."""
     shape = tuple(_shape_of(a)) if shape is None else tuple(shape)
+    narrow = a.narrow if dtype is None and _is_tracer(a) else None
     dtype = dtypes.canonical(dtype if dtype is not None else _dtype_of(a))
     if _is_tracer(fill_value):
-        return broadcast_to(astype(fill_value, dtype), shape)
+        return broadcast_to(astype(fill_value, narrow or dtype), shape)
+    if narrow is not None:
+        fill_value = np.full_like(np.zeros((), narrow), fill_value)  # numpy's conversion, or its error
     scalar = _trace().builder.constant(np.asarray(fill_value, dtype), loc=user_location())
-    return _wrap(emit("broadcast_to", scalar, shape=shape) if shape else scalar)
+    result = _wrap(emit("broadcast_to", scalar, shape=shape) if shape else scalar)
+    return keep_narrow(result, a) if narrow is not None else result
 
 
 def zeros_like(a, dtype=None, order="K", subok=True, shape=None, device=None):
