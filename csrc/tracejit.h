@@ -341,8 +341,17 @@ static inline int64_t tj_remainder_i64(int64_t a, int64_t b) {
 
 /* ---------------------------------------------------------------------------------
  * 4. Helpers named by the elementwise c_expr templates (ops/elementwise.py):
- *    tj_abs_{t}, tj_power_{t}. Added by the C backend.
+ *    tj_abs_{t}, tj_power_{t}, tj_to_{i32,i64}_{t}. Added by the C backend.
  * --------------------------------------------------------------------------------- */
+
+/* float -> int as numpy gives it on x86 (its loops use cvttss2si & co.): truncation toward zero,
+ * and for nan, inf and values beyond the integer's range the "integer indefinite" value, the
+ * most negative one. A plain C cast is undefined there: gcc folded (int32_t)INFINITY to
+ * INT32_MAX where the instruction gives INT32_MIN. */
+static inline int32_t tj_to_i32_f32(float x) { return x >= -0x1p31f && x < 0x1p31f ? (int32_t)x : INT32_MIN; }
+static inline int32_t tj_to_i32_f64(double x) { return x > -0x1p31 - 1.0 && x < 0x1p31 ? (int32_t)x : INT32_MIN; }
+static inline int64_t tj_to_i64_f32(float x) { return x >= -0x1p63f && x < 0x1p63f ? (int64_t)x : INT64_MIN; }
+static inline int64_t tj_to_i64_f64(double x) { return x >= -0x1p63 && x < 0x1p63 ? (int64_t)x : INT64_MIN; }
 
 /* np.abs: fabs clears the sign bit (abs(-0.0) is 0.0, nan stays nan); integers wrap at MIN. */
 static inline float tj_abs_f32(float x) { return fabsf(x); }

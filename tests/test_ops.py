@@ -185,6 +185,24 @@ def test_integer_power_with_a_negative_constant_exponent_is_numpys_value_error()
     check(lambda x: (x ** 2, x ** 0, x.astype(np.float32) ** -1), x, exact=True)
 
 
+def test_float_to_int_casts_give_numpys_integer_indefinite():
+    """nan, inf and values out of range become the most negative integer, as numpy's x86 loops
+    give; a plain C cast is undefined there, and gcc folded a constant inf to INT32_MAX."""
+    values = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 2.7, -2.7, -0.0, 2.0 ** 31, -2.0 ** 31, 9.3e18, 1e30])
+    for source in FLOATS:
+        for target in (np.int32, np.int64):
+            x = values.astype(source)
+            with np.errstate(invalid="ignore"):
+                want = (x.astype(target), np.maximum(x, np.inf).astype(target))
+            got = tj.jit(lambda x: (x.astype(target), np.maximum(x, np.inf).astype(target)))(x)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w, err_msg=f"{np.dtype(source)} -> {np.dtype(target)}")
+    flags = np.array([True, False])  # np.maximum(bool, inf) is inf whatever the flag: gcc folds it
+    with np.errstate(invalid="ignore"):
+        want = np.maximum(flags, np.inf).astype(np.int32)
+    np.testing.assert_array_equal(tj.jit(lambda b: np.maximum(b, np.inf).astype(np.int32))(flags), want)
+
+
 NEGATIVE_POWER = "Integers to negative integer powers are not allowed"
 
 

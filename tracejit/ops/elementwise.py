@@ -324,6 +324,8 @@ def _astype_reference(x, *, dtype):
 def _astype_c(args, in_dtypes, out_dtype, **params):
     if out_dtype == dtypes.bool_:
         return f"({args[0]} != 0)"  # numpy: any non-zero (and NaN) is True
+    if dtypes.is_float(in_dtypes[0]) and not dtypes.is_float(out_dtype):  # defined for nan, inf, overflow
+        return f"tj_to_{dtypes.short_name(out_dtype)}_{dtypes.short_name(in_dtypes[0])}({args[0]})"
     return f"(({dtypes.c_type(out_dtype)}){args[0]})"
 
 
