@@ -100,23 +100,14 @@ def _aligned(node: Node, moved: list) -> tuple | str:
     return layouts.pop() if len(layouts) == 1 else UNKNOWN
 
 
-def _linear(signs):
-    """add / subtract: shifts add up with these signs; a scaled operand is unknown."""
+def _combine(kind, signs):
+    """add / subtract combine shifts, multiply / divide scales: the coefficients add up with these
+    signs (e^a e^b = e^(a + b)); an operand with the other kind of effect is unknown."""
     def rule(node, moved):
         layout = _aligned(node, moved)
-        if layout is UNKNOWN or any(e is not None and e.kind != SHIFT for e in moved):
+        if layout is UNKNOWN or any(e is not None and e.kind != kind for e in moved):
             return UNKNOWN
-        return Effect(SHIFT, sum((s * e.k for s, e in zip(signs, moved) if e is not None), Fraction(0)), layout)
-    return rule
-
-
-def _product(signs):
-    """multiply / divide: scale factors multiply; a shifted operand is unknown."""
-    def rule(node, moved):
-        layout = _aligned(node, moved)
-        if layout is UNKNOWN or any(e is not None and e.kind != SCALE for e in moved):
-            return UNKNOWN
-        return Effect(SCALE, sum((s * e.k for s, e in zip(signs, moved) if e is not None), Fraction(0)), layout)
+        return Effect(kind, sum((s * e.k for s, e in zip(signs, moved) if e is not None), Fraction(0)), layout)
     return rule
 
 
@@ -168,11 +159,11 @@ def _transpose(node, moved):
 
 
 _RULES = {
-    "add": _linear((1, 1)),
-    "subtract": _linear((1, -1)),
+    "add": _combine(SHIFT, (1, 1)),
+    "subtract": _combine(SHIFT, (1, -1)),
     "negative": _negative,
-    "multiply": _product((1, 1)),
-    "divide": _product((1, -1)),
+    "multiply": _combine(SCALE, (1, 1)),
+    "divide": _combine(SCALE, (1, -1)),
     "exp": _switch(SHIFT, SCALE),
     "log": _switch(SCALE, SHIFT),
     "sum": _reduction((SCALE,)),
