@@ -4,9 +4,10 @@ The joint graph holds the forward nodes unchanged, then backward nodes that each
 `vjp` rule emits through a GraphBuilder (see ops/vjp_util.py for the rule signature). The sweep
 visits the forward nodes in reverse, accumulates cotangents with `add`, and skips what cannot
 matter: values that do not depend on a differentiated input ("inactive"), integer and bool values,
-zero (None) cotangents, piecewise-constant primitives (`zero_vjp`), and max/min reductions that the
-seeded outputs provably do not feel (the row maximum of a stable softmax: invariance.py). Backward nodes that feed
-no output (cotangents of inactive inputs a rule emitted anyway) are pruned at the end.
+zero (None) cotangents, piecewise-constant primitives (`zero_vjp`), and max/min reductions that
+the seeded outputs provably do not feel (the row maximum of a stable softmax: invariance.py).
+Backward nodes that feed no output (cotangents of inactive inputs a rule emitted anyway) are
+pruned at the end.
 
 Values built here are named `ct_<n>`; the gradient of input `%x` is `%ct_x`.
 """

@@ -179,7 +179,7 @@ class Executable:
         bad = int(self._bad_index[0]) if bad is None else bad
         kind, sep, rest = self._errors[status - 1].partition(": ")
         if sep and kind in _RAISED:
-            raise _RAISED[kind](rest.format(bad=bad))
+            raise _RAISED[kind](rest)  # no index in these: the message is as written (a path may hold braces)
         raise IndexError(self._errors[status - 1].format(bad=bad))
 
     def fast_entry(self, pack, layout=None, python_floats=(), keywords=None, python_ints=()):
