@@ -62,14 +62,21 @@ def mlp_value_and_grad(params, x, y):
     return loss, grads
 
 
-def mlp_matmuls(params, x, y, lr):
-    """W4's bound, as a function of the same arguments: the eight matmuls of `sgd_step` alone,
-    on operands of the right shapes made beforehand. Any step that makes the same sgemm calls
-    (numpy's, and tracejit's, which keep numpy's rounding) takes at least this long, so
-    numpy's step time over this one is the most such a step can gain over numpy."""
-    h1, h2, d3, d2, d1 = _matmul_operands(params, x)
-    w1, w2, w3 = params["W1"], params["W2"], params["W3"]
+def mlp_matmuls(x, w1, w2, w3, h1, h2, d3, d2, d1):
+    """The eight matmuls of `sgd_step`, and nothing else."""
     return (x @ w1, h1 @ w2, h2 @ w3, d3 @ w3.T, h2.T @ d3, d2 @ w2.T, h1.T @ d2, x.T @ d1)
+
+
+def matmul_bound(matmuls=mlp_matmuls):
+    """W4's bound, as a function of the step's own arguments: `matmuls` (mlp_matmuls, or it
+    compiled, so that the gemms are called from C without numpy's per-call work) on operands of
+    the right shapes made beforehand. Any step that makes the same sgemm calls (numpy's, and
+    tracejit's, which keep numpy's rounding) takes at least this long, so numpy's step time over
+    this one is the most such a step can gain over numpy."""
+    def bound(params, x, y, lr):
+        h1, h2, d3, d2, d1 = _matmul_operands(params, x)
+        return matmuls(x, params["W1"], params["W2"], params["W3"], h1, h2, d3, d2, d1)
+    return bound
 
 
 _OPERANDS: dict = {}

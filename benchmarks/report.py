@@ -202,8 +202,8 @@ def table(rows: list[dict], peer_names: list[str]) -> str:
 
 def bound_note(row) -> str:
     bound = row["bound"]
-    return (f"{row['id']} bound: numpy's matmuls alone take {fmt_time(bound['median_s'])}, so a step making "
-            f"the same BLAS calls is at most {bound['speedup']:.2f}x numpy (measured in the same rounds)")
+    return (f"{row['id']} bound: its gemms alone, called from C, take {fmt_time(bound['median_s'])}, so a step "
+            f"making the same BLAS calls is at most {bound['speedup']:.2f}x numpy (measured in the same rounds)")
 
 
 def _md_row(cells, widths) -> str:

@@ -39,7 +39,8 @@ def run_case(case: cases.Case, tj, wl, peer_names, opts) -> dict:
     row = {"id": case.id, "workload": case.key, "what": case.what, "peers": {}}
     contenders = [Contender("numpy", case.numpy_fn, args)]
     if case.bound_fn is not None:  # timed in the same rounds: the bound moves with the machine
-        contenders.append(Contender("bound", case.bound_fn, args))
+        usable = tj if tj is not None and not isinstance(tj, BaseException) else None
+        contenders.append(Contender("bound", case.bound_fn(usable), args))
     if tj is not None:
         row["tracejit"], contender = _prepare_tracejit(case, tj, args, expected)
         contenders += [contender] if contender else []
