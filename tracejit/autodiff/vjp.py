@@ -164,7 +164,7 @@ def _finish(b: _CotangentBuilder, n_forward: int, outputs: list[Value], grad_of:
     backward = [_substitute(node, renamed) for node in backward]
     outputs = [renamed.get(v, v) for v in outputs]
     return Graph(tuple(b.inputs), tuple(b.nodes[:n_forward]) + tuple(backward), tuple(outputs), b.name,
-                 tuple(dict.fromkeys(b.notes)))
+                 b.unique_notes())
 
 
 def _live_nodes(nodes: list[Node], outputs: list[Value]) -> list[Node]:

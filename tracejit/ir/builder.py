@@ -82,7 +82,11 @@ class GraphBuilder:
         return self.emit("constant", value=array, loc=loc)
 
     def build(self, outputs) -> Graph:
-        return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs), self.name, tuple(dict.fromkeys(self.notes)))
+        return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs), self.name, self.unique_notes())
+
+    def unique_notes(self) -> tuple[str, ...]:
+        """The notes once each, in order (a graph inlined twice brings its notes twice)."""
+        return tuple(dict.fromkeys(self.notes))
 
 
 def _aval(value):

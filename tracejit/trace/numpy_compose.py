@@ -14,9 +14,9 @@ import numpy as np
 from .. import dtypes
 from ..errors import ShapeError, UnsupportedOperation, user_location
 from ..ops.shape_util import normalize_axes
-from .numpy_map import (COMPOSITE_UFUNCS, FUNCTIONS, _dtype_of, _is_tracer, _is_weak, _mean_dtype,
-                        _numpy_dtype_of, _reduction, _require_absent, _shape_of, _value, _weak_descriptor, amax,
-                        amin, apply_ufunc, astype, broadcast_to, concatenate, expand_dims, full_like, matmul, mean, ravel, reshape, sum,
+from .numpy_map import (COMPOSITE_UFUNCS, FUNCTIONS, _dtype_of, _is_tracer, _is_weak, _mean_dtype, _numpy_dtype_of,
+                        _reduction, _require_absent, _shape_of, _value, _weak_descriptor, amax, amin, apply_ufunc,
+                        astype, broadcast_to, concatenate, expand_dims, full_like, matmul, mean, ravel, reshape, sum,
                         transpose, where, zeros_like)
 
 
