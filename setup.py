@@ -14,7 +14,11 @@ def extensions() -> list:
         return []
     return [Extension("tracejit._dispatch", ["csrc/dispatch.c", "csrc/pool.c"], depends=["csrc/pool.h"],
                       include_dirs=[numpy.get_include()],
-                      optional=True)]
+                      optional=True),
+            # the float32 gemm of generated matmuls on AVX-512 CPUs (csrc/gemm.c); without it,
+            # or without OpenMP, they call numpy's OpenBLAS
+            Extension("tracejit._gemm", ["csrc/gemm.c"], depends=["csrc/gemm_kernel.h"], extra_compile_args=["-O3", "-fopenmp"],
+                      extra_link_args=["-fopenmp"], optional=True)]
 
 
 setup(ext_modules=extensions())

@@ -65,8 +65,8 @@ class Case:
 
 
 def _w4_gemms_from_c(tj):
-    """W4's eight gemms alone, compiled by tracejit so that they are called from C (numpy's own
-    matmuls add ~0.1 ms of per-call work); numpy's when tracejit is not importable."""
+    """W4's eight gemms alone, compiled by tracejit (its own gemms where the CPU has AVX-512, else
+    OpenBLAS called from C); numpy's own matmuls when tracejit is not importable."""
     return handwritten.matmul_bound(handwritten.mlp_matmuls if tj is None else tj.jit(handwritten.mlp_matmuls))
 
 

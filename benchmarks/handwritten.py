@@ -70,9 +70,8 @@ def mlp_matmuls(x, w1, w2, w3, h1, h2, d3, d2, d1):
 def matmul_bound(matmuls=mlp_matmuls):
     """W4's bound, as a function of the step's own arguments: `matmuls` (mlp_matmuls, or it
     compiled, so that the gemms are called from C without numpy's per-call work) on operands of
-    the right shapes made beforehand. Any step that makes the same sgemm calls (numpy's, and
-    tracejit's, which keep numpy's rounding) takes at least this long, so numpy's step time over
-    this one is the most such a step can gain over numpy."""
+    the right shapes made beforehand. A step that makes the same gemm calls takes at least this
+    long, so numpy's step time over this one is the most such a step can gain over numpy."""
     def bound(params, x, y, lr):
         h1, h2, d3, d2, d1 = _matmul_operands(params, x)
         return matmuls(x, params["W1"], params["W2"], params["W3"], h1, h2, d3, d2, d1)

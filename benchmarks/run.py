@@ -41,6 +41,8 @@ def run_case(case: cases.Case, tj, wl, peer_names, opts) -> dict:
     if case.bound_fn is not None:  # timed in the same rounds: the bound moves with the machine
         usable = tj if tj is not None and not isinstance(tj, BaseException) else None
         contenders.append(Contender("bound", case.bound_fn(usable), args))
+        if usable is not None:  # the same products through numpy's matmul (OpenBLAS), for comparison
+            contenders.append(Contender("numpy gemms", case.bound_fn(None), args))
     if tj is not None:
         row["tracejit"], contender = _prepare_tracejit(case, tj, args, expected)
         contenders += [contender] if contender else []
@@ -86,6 +88,8 @@ def _record_timings(row, contenders) -> None:
     if "bound" in timings:
         bound = timings.pop("bound")
         row["bound"] = dict(bound, speedup=row["numpy"]["median_s"] / bound["median_s"])
+        if "numpy gemms" in timings:
+            row["bound"]["numpy_gemms_s"] = timings.pop("numpy gemms")["median_s"]
     for name, timing in timings.items():
         entry = row["tracejit"] if name == "tracejit" else row["peers"][name]
         entry.update(timing, speedup=row["numpy"]["median_s"] / timing["median_s"])

@@ -57,6 +57,16 @@ def num_threads_set() -> bool:
     return bool(_env("TRACEJIT_NUM_THREADS"))
 
 
+def gemm() -> str:
+    """TRACEJIT_GEMM: whose gemm the generated float32/float64 matmuls call. `tracejit` (default):
+    tracejit's own (csrc/gemm.c), on the OpenMP pool of the loops, where the CPU has AVX-512;
+    `blas`: numpy's OpenBLAS."""
+    value = (_env("TRACEJIT_GEMM", "tracejit") or "tracejit").lower()
+    if value not in ("tracejit", "blas"):
+        raise ValueError(f"TRACEJIT_GEMM={value!r}: expected 'tracejit' or 'blas'")
+    return value
+
+
 def sanitize() -> bool:
     """TRACEJIT_SANITIZE=1 compiles generated C with AddressSanitizer and UBSan."""
     return _env("TRACEJIT_SANITIZE", "0") not in ("0", "false", "no")

@@ -1,4 +1,5 @@
-"""The BLAS behind generated matmuls: numpy's own OpenBLAS, and its thread count.
+"""The gemms behind generated matmuls: tracejit's own float32 gemm, numpy's own OpenBLAS, and its
+thread count.
 
 Sharing numpy's library means one BLAS thread pool in the process: with two, each pool's
 threads spin after a call and starve the other's (a 128x784x512 sgemm took 24 ms instead of
@@ -7,7 +8,9 @@ threads spin after a call and starve the other's (a 128x784x512 sgemm took 24 ms
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
+import importlib.util
 import os
 
 import numpy as np
@@ -15,6 +18,42 @@ import numpy as np
 from .. import config
 
 _NUMPY_BLAS: list = []
+
+
+def gemm_pointers() -> tuple[int, int] | None:
+    """(sgemm, dgemm) addresses for a generated program's tj_use_blas64, or None to leave both unset
+    (the program then calls the scipy-openblas32 wheel): tracejit's own gemms where they run
+    (TRACEJIT_GEMM=tracejit, an AVX-512 CPU), else numpy's OpenBLAS."""
+    return own_gemms() or numpy_blas64()
+
+
+def own_gemms() -> tuple[int, int] | None:
+    """(sgemm, dgemm) addresses of tracejit's gemms if the generated matmuls use them, else None."""
+    return _own_gemm_addresses() if config.gemm() == "tracejit" else None
+
+
+def own_gemms_expected() -> bool:
+    """Whether own_gemms() will find tracejit's gemms, answered without loading the extension
+    (and libgomp with it): for choosing the OpenMP waiting policy before libgomp reads it."""
+    if config.gemm() != "tracejit" or importlib.util.find_spec("tracejit._gemm") is None:
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as cpu  # what numpy itself detected
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as cpu
+    return bool(cpu.get("AVX512F")) and bool(cpu.get("FMA3"))
+
+
+@functools.cache
+def _own_gemm_addresses() -> tuple[int, int] | None:
+    """The optional extension of csrc/gemm.c (setup.py); None where the CPU lacks AVX-512.
+    Imported on first use, not with this module: it loads libgomp, which reads the OpenMP
+    waiting policy once, and runtime/executable.py sets that policy after importing this."""
+    try:
+        from .. import _gemm
+    except ImportError:  # built without a compiler or OpenMP
+        return None
+    return _gemm.gemm_addresses()
 
 
 def numpy_blas64() -> tuple[int, int] | None:

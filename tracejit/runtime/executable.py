@@ -16,7 +16,7 @@ import numpy as np
 from .. import config, dtypes
 from ..ir.graph import Graph
 from ..ir.printer import format_graph
-from .blas import numpy_blas64
+from .blas import gemm_pointers, own_gemms_expected
 
 try:  # the C fast path of jitted calls (csrc/dispatch.c), built at install when a compiler is there
     from .. import _dispatch
@@ -37,21 +37,28 @@ if TYPE_CHECKING:  # the pipeline is imported when it runs: a program found by i
 
 ALIGNMENT = 64  # bytes; codegen/c_program.py plans workspace offsets in multiples of it (a test checks)
 
-# OpenMP workers: how long they spin after a parallel loop before sleeping. Spinning long
-# steals the cores numpy's BLAS threads (and ours, through numpy's BLAS) need next: with
-# GOMP_SPINCOUNT 30000 a jitted call followed by a numpy matmul took 1.8 ms instead of 0.3 ms.
-# Sleeping at once costs a wake-up of 20-30 us on this kind of VM at every parallel loop, so a
-# loop of calls on 100k elements ran on one core (W1 n=100k: 82 us, 55 us with a spin).
-# A short spin (GOMP_SPINCOUNT 300, a few microseconds) covers the gap between back-to-back
-# calls and keeps the cost to a BLAS call that follows small. PASSIVE stays for other OpenMP
-# runtimes (clang's libomp would otherwise spin for 200 ms); libgomp lets GOMP_SPINCOUNT
-# override it. Measurements: python benchmarks/run.py, 2026-11-27. Whatever the user set wins.
-# libgomp reads these when the first generated library loads it.
+# OpenMP workers: how long they spin after a parallel region before sleeping. Sleeping at once
+# costs a wake-up of 20-30 us on this kind of VM at every region, so a loop of calls on 100k
+# elements ran on one core (W1 n=100k: 82 us, 55 us with a spin). Spinning long steals the cores
+# that OpenBLAS's threads need next: with GOMP_SPINCOUNT 30000 a jitted call followed by a numpy
+# matmul took 1.8 ms instead of 0.3 ms. Hence two settings:
+# - the generated matmuls call tracejit's own gemms (csrc/gemm.c, AVX-512 CPUs), which run on this
+#   OpenMP pool: 3000 spins (~50 us). A training step is a chain of regions (8 gemms and the loops
+#   between them in W4) whose workers must not fall asleep between them: with 300, W4 ran at
+#   1.11-1.14x numpy, with 3000 at 1.27-1.29x. The cost: a numpy matmul of 0.69 ms right after a
+#   jitted call took 60 us longer (6 us with 300).
+# - the generated matmuls call OpenBLAS: 300 spins (a few microseconds), which cover the gap
+#   between back-to-back calls and leave the cores to OpenBLAS's threads; 3000 made W4 through
+#   OpenBLAS 0.98-1.04x numpy instead of 1.08-1.12x.
+# PASSIVE stays for other OpenMP runtimes (clang's libomp would otherwise spin for 200 ms);
+# libgomp lets GOMP_SPINCOUNT override it. Measurements: python benchmarks/run.py --only W4 and
+# a matmul timed after a jitted call, 2026-11-27. Whatever the user set wins. libgomp reads these
+# once, when the first generated library or the gemm extension loads it.
 def _default_openmp_waiting() -> None:
     user_set = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not user_set:
-        os.environ["GOMP_SPINCOUNT"] = "300"
+        os.environ["GOMP_SPINCOUNT"] = "3000" if own_gemms_expected() else "300"
 
 
 _default_openmp_waiting()
@@ -96,9 +103,9 @@ class Executable:
         self._errors = program.errors  # from the record too: raising needs no pipeline run
         library.lib.tj_set_threads(config.num_threads())
         if "tj_use_blas64" in program.cdef:
-            blas = numpy_blas64()
-            if blas is not None:
-                library.lib.tj_use_blas64(ffi.cast("void *", blas[0]), ffi.cast("void *", blas[1]))
+            gemms = gemm_pointers()
+            if gemms is not None:
+                library.lib.tj_use_blas64(ffi.cast("void *", gemms[0]), ffi.cast("void *", gemms[1]))
 
     def __call__(self, *leaves):
         return self._call(*leaves)
