@@ -81,8 +81,8 @@ static int thread_buffers(void)
     return 1;
 }
 
-/* dst[c * ld_dst + r] = src[r * ld_src + c] for an 8 x 8 block: the transpose of packing a
- * row-major A (or a transposed B), where each panel column is 8 strided floats. */
+/* dst[c * ld_dst + r] = src[r * ld_src + c] for an 8 x 8 block of floats: the transpose of
+ * packing a row-major A (or a transposed B), where each panel column is 8 strided elements. */
 TJ_AVX512 static inline void transpose_8x8(const float *src, int64_t ld_src, float *dst, int64_t ld_dst)
 {
     __m256 r0 = _mm256_loadu_ps(src + 0 * ld_src), r1 = _mm256_loadu_ps(src + 1 * ld_src);
@@ -125,7 +125,20 @@ static void thread_share(int t, int nt, int64_t m, int64_t n, int mr, int nr, in
     }
 }
 
-/* The float32 gemm: 8 x 8 blocks of a row-major A transpose in registers while packing. */
+/* The same for a 4 x 4 block of doubles. */
+TJ_AVX512 static inline void transpose_4x4(const double *src, int64_t ld_src, double *dst, int64_t ld_dst)
+{
+    __m256d r0 = _mm256_loadu_pd(src + 0 * ld_src), r1 = _mm256_loadu_pd(src + 1 * ld_src);
+    __m256d r2 = _mm256_loadu_pd(src + 2 * ld_src), r3 = _mm256_loadu_pd(src + 3 * ld_src);
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(dst + 0 * ld_dst, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(dst + 1 * ld_dst, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(dst + 2 * ld_dst, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(dst + 3 * ld_dst, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+
+/* The float32 gemm. */
 #define T float
 #define V __m512
 #define LANES 16
@@ -143,7 +156,8 @@ static void thread_share(int t, int nt, int64_t m, int64_t n, int mr, int nr, in
 #define V_FMADD _mm512_fmadd_ps
 #define V_MUL _mm512_mul_ps
 #define V_ADD _mm512_add_ps
-#define TRANSPOSE_8X8 transpose_8x8
+#define TRANSPOSE transpose_8x8
+#define TB 8
 #include "gemm_kernel.h"
 #undef T
 #undef V
@@ -162,7 +176,8 @@ static void thread_share(int t, int nt, int64_t m, int64_t n, int mr, int nr, in
 #undef V_FMADD
 #undef V_MUL
 #undef V_ADD
-#undef TRANSPOSE_8X8
+#undef TRANSPOSE
+#undef TB
 
 /* The float64 gemm. */
 #define T double
@@ -182,6 +197,8 @@ static void thread_share(int t, int nt, int64_t m, int64_t n, int mr, int nr, in
 #define V_FMADD _mm512_fmadd_pd
 #define V_MUL _mm512_mul_pd
 #define V_ADD _mm512_add_pd
+#define TRANSPOSE transpose_4x4
+#define TB 4
 #include "gemm_kernel.h"
 
 static int cpu_has_avx512(void)

@@ -3,13 +3,13 @@
  * The including file defines, for one type: T (the element), V (its zmm vector), LANES (elements
  * per vector), MASK and FULL (a lane mask and its all-lanes value), FN(name) (the name with the
  * type's suffix), OPERAND (the Operand struct of T), FMA_SCALAR, the V_* intrinsics, and
- * optionally TRANSPOSE_8X8. Every function here is static; only FN(tj_gemm) is handed out.
+ * TRANSPOSE (a TB x TB block transpose). Every function here is static; only FN(tj_gemm) is handed out.
  */
 #define NR (2 * LANES)  /* columns of a C block in registers: two vectors */
 
 /* dst[p * width + j] = src[j * rs + p * cs] for j < rows (zero up to width), p < kc: one panel,
  * k-major. Where j is contiguous (rs == 1) it is a copy of rows; where k is (cs == 1), 8 x 8
- * blocks go through TRANSPOSE_8X8 (float32 only; float64 panels are copied element by element). */
+ * TB x TB blocks go through TRANSPOSE. */
 TJ_AVX512 static void FN(pack_panel)(const T *src, int64_t rs, int64_t cs, int64_t rows, int64_t kc, int width,
                                  T *dst)
 {
@@ -20,12 +20,10 @@ TJ_AVX512 static void FN(pack_panel)(const T *src, int64_t rs, int64_t cs, int64
                 dst[p * width + j] = src[p * cs + j];
         return;
     }
-#ifdef TRANSPOSE_8X8
     if (cs == 1 && rows == width)
-        for (; p + 8 <= kc; p += 8)
-            for (int j = 0; j < width; j += 8)
-                TRANSPOSE_8X8(src + j * rs + p, rs, dst + p * width + j, width);
-#endif
+        for (; p + TB <= kc; p += TB)
+            for (int j = 0; j < width; j += TB)
+                TRANSPOSE(src + j * rs + p, rs, dst + p * width + j, width);
     for (; p < kc; p++) {
         int64_t j = 0;
         for (; j < rows; j++)
