@@ -8,10 +8,10 @@
 #define NR (2 * LANES)  /* columns of a C block in registers: two vectors */
 
 /* dst[p * width + j] = src[j * rs + p * cs] for j < rows (zero up to width), p < kc: one panel,
- * k-major. Where j is contiguous (rs == 1) it is a copy of rows; where k is (cs == 1), 8 x 8
- * TB x TB blocks go through TRANSPOSE. */
+ * k-major. Where j is contiguous (rs == 1) it is a copy of rows; where k is (cs == 1), TB x TB
+ * blocks go through TRANSPOSE. */
 TJ_AVX512 static void FN(pack_panel)(const T *src, int64_t rs, int64_t cs, int64_t rows, int64_t kc, int width,
-                                 T *dst)
+                                     T *dst)
 {
     int64_t p = 0;
     if (rs == 1 && rows == width) {  /* the panel's rows are contiguous already */
@@ -63,7 +63,7 @@ TJ_AVX512 static void FN(pack_b)(OPERAND b, int64_t n, int64_t kc, T *dst)
  * beta == 0 on the first slice never reads C (it may hold garbage, as BLAS allows). */
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 TJ_AVX512 static void FN(micro_kernel)(int64_t kc, const T *ap, const T *bp, T *c, int64_t ldc,
-                                   int64_t mr, int64_t nr, T alpha, T beta_here)
+                                       int64_t mr, int64_t nr, T alpha, T beta_here)
 {
 #define DECLARE(i) V acc##i##a = V_ZERO(), acc##i##b = V_ZERO();
     ROWS(DECLARE)
@@ -88,7 +88,7 @@ TJ_AVX512 static void FN(micro_kernel)(int64_t kc, const T *ap, const T *bp, T *
 
 /* C[0:m, 0:n] = alpha * A @ B + beta * C for one thread's share: the BLIS loops around the micro-kernel. */
 TJ_AVX512 static void FN(gemm_block)(int64_t m, int64_t n, int64_t k, T alpha, OPERAND a, OPERAND b, T beta,
-                                 T *c, int64_t ldc, T *pack_a_buf, T *pack_b_buf)
+                                     T *c, int64_t ldc, T *pack_a_buf, T *pack_b_buf)
 {
     for (int64_t jc = 0; jc < n; jc += NC) {
         int64_t nc = n - jc < NC ? n - jc : NC;
@@ -101,8 +101,9 @@ TJ_AVX512 static void FN(gemm_block)(int64_t m, int64_t n, int64_t k, T alpha, O
                 FN(pack_a)((OPERAND){a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, mc, kc, pack_a_buf);
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
-                        FN(micro_kernel)(kc, pack_a_buf + ir * kc, pack_b_buf + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                     mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha, beta_here);
+                        FN(micro_kernel)(kc, pack_a_buf + ir * kc, pack_b_buf + jr * kc, c + (ic + ir) * ldc + jc + jr,
+                                         ldc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha,
+                                         beta_here);
             }
         }
     }
@@ -116,8 +117,20 @@ static void FN(scale_c)(int64_t m, int64_t n, T beta, T *c, int64_t ldc)
             c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
 }
 
+/* The same without packing, for a thread that could not allocate its packing buffers: slow but right. */
+static void FN(plain_block)(int64_t m, int64_t n, int64_t k, T alpha, OPERAND a, OPERAND b, T beta, T *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            T acc = 0;
+            for (int64_t p = 0; p < k; p++)
+                acc = FMA_SCALAR(a.p[i * a.rs + p * a.cs], b.p[p * b.rs + j * b.cs], acc);
+            c[i * ldc + j] = alpha * acc + (beta == 0 ? 0 : beta * c[i * ldc + j]);
+        }
+}
+
 static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *pa,
-                           int64_t lda, const T *pb, int64_t ldb, T beta, T *c, int64_t ldc)
+                               int64_t lda, const T *pb, int64_t ldb, T beta, T *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -132,8 +145,7 @@ static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, 
     if (!omp_in_parallel() && 2.0 * m * n * k >= PARALLEL_MIN_FLOPS)
         threads = omp_get_max_threads();
 #endif
-    int failed = 0;
-#pragma omp parallel num_threads(threads) if (threads > 1) reduction(|: failed)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int t = 0, nt = 1;
 #ifdef _OPENMP
@@ -141,29 +153,21 @@ static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, 
 #endif
         int64_t i0, i1, j0, j1;
         thread_share(t, nt, m, n, MR, NR, &i0, &i1, &j0, &j1);
+        OPERAND a_share = {a.p + i0 * a.rs, a.rs, a.cs}, b_share = {b.p + j0 * b.cs, b.rs, b.cs};
         if (i0 < i1 && j0 < j1) {
             if (thread_buffers())
-                FN(gemm_block)(i1 - i0, j1 - j0, k, alpha, (OPERAND){a.p + i0 * a.rs, a.rs, a.cs},
-                           (OPERAND){b.p + j0 * b.cs, b.rs, b.cs}, beta, c + i0 * ldc + j0, ldc,
+                FN(gemm_block)(i1 - i0, j1 - j0, k, alpha, a_share, b_share, beta, c + i0 * ldc + j0, ldc,
                                (T *)buffers.a, (T *)buffers.b);
             else
-                failed = 1;
+                FN(plain_block)(i1 - i0, j1 - j0, k, alpha, a_share, b_share, beta, c + i0 * ldc + j0, ldc);
         }
     }
-    if (failed)  /* out of memory for the packing space: the plain loop, slow but right */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                T acc = 0;
-                for (int64_t p = 0; p < k; p++)
-                    acc = FMA_SCALAR(a.p[i * a.rs + p * a.cs], b.p[p * b.rs + j * b.cs], acc);
-                c[i * ldc + j] = alpha * acc + (beta == 0 ? 0 : beta * c[i * ldc + j]);
-            }
 }
 
-/* cblas_?gemm with 64-bit sizes (the signature of OpenBLAS's ILP64 cblas_sgemm64_ / cblas_dgemm64_). A column-major
- * product is the row-major product of the transposes: C^T = B^T @ A^T. */
+/* cblas_?gemm with 64-bit sizes (the signature of OpenBLAS's ILP64 cblas_sgemm64_ and cblas_dgemm64_).
+ * A column-major product is the row-major product of the transposes: C^T = B^T @ A^T. */
 static void FN(tj_gemm)(int order, int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *a,
-                     int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc)
+                        int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc)
 {
     if (order == COL_MAJOR)
         FN(row_major_gemm)(tb, ta, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
