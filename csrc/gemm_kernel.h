@@ -59,10 +59,12 @@ TJ_AVX512 static void FN(pack_b)(OPERAND b, int64_t n, int64_t kc, T *dst)
     }
 }
 
-/* C[0:mr, 0:nr] (row stride ldc) = alpha * A_panel @ B_panel + (first slice ? beta * C : C).
- * beta == 0 on the first slice never reads C (it may hold garbage, as BLAS allows). */
+/* C[0:mr, 0:nr] = alpha * A_panel @ B_panel + (first slice ? beta * C : C), where C's element (i, j)
+ * is c[i * c_rs + j * c_cs]. beta == 0 on the first slice never reads C (it may hold garbage, as
+ * BLAS allows). Rows of C are contiguous (c_cs == 1) but for a transposed narrow product
+ * (row_major_gemm), whose block goes out element by element. */
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
-TJ_AVX512 static void FN(micro_kernel)(int64_t kc, const T *ap, const T *bp, T *c, int64_t ldc,
+TJ_AVX512 static void FN(micro_kernel)(int64_t kc, const T *ap, const T *bp, T *c, int64_t c_rs, int64_t c_cs,
                                        int64_t mr, int64_t nr, T alpha, T beta_here)
 {
 #define DECLARE(i) V acc##i##a = V_ZERO(), acc##i##b = V_ZERO();
@@ -73,11 +75,22 @@ TJ_AVX512 static void FN(micro_kernel)(int64_t kc, const T *ap, const T *bp, T *
                    acc##i##a = V_FMADD(ai, b0, acc##i##a); acc##i##b = V_FMADD(ai, b1, acc##i##b); }
         ROWS(RANK1)
     }
+    if (c_cs != 1) {
+        T block[MR][NR] __attribute__((aligned(64)));
+#define SPILL(i) V_STORE(block[i], acc##i##a); V_STORE(block[i] + LANES, acc##i##b);
+        ROWS(SPILL)
+        for (int64_t i = 0; i < mr; i++)
+            for (int64_t j = 0; j < nr; j++) {
+                T *out = c + i * c_rs + j * c_cs;
+                *out = alpha * block[i][j] + (beta_here == 0 ? 0 : beta_here * *out);
+            }
+        return;
+    }
     MASK lo = nr >= LANES ? FULL : (MASK)((1u << nr) - 1);
     MASK hi = nr >= NR ? FULL : nr <= LANES ? 0 : (MASK)((1u << (nr - LANES)) - 1);
     V va = V_SET1(alpha), vb = V_SET1(beta_here);
     int scale = alpha != 1, add = beta_here != 0, scale_c = beta_here != 1;
-#define STORE(i) if (i < mr) { T *row = c + i * ldc; \
+#define STORE(i) if (i < mr) { T *row = c + i * c_rs; \
         if (scale) { acc##i##a = V_MUL(va, acc##i##a); acc##i##b = V_MUL(va, acc##i##b); } \
         if (add) { V ca = V_MASKZ_LOADU(lo, row), cb = V_MASKZ_LOADU(hi, row + LANES); \
                    if (scale_c) { ca = V_MUL(vb, ca); cb = V_MUL(vb, cb); } \
@@ -88,7 +101,7 @@ TJ_AVX512 static void FN(micro_kernel)(int64_t kc, const T *ap, const T *bp, T *
 
 /* C[0:m, 0:n] = alpha * A @ B + beta * C for one thread's share: the BLIS loops around the micro-kernel. */
 TJ_AVX512 static void FN(gemm_block)(int64_t m, int64_t n, int64_t k, T alpha, OPERAND a, OPERAND b, T beta,
-                                     T *c, int64_t ldc, T *pack_a_buf, T *pack_b_buf)
+                                     T *c, int64_t c_rs, int64_t c_cs, T *pack_a_buf, T *pack_b_buf)
 {
     for (int64_t jc = 0; jc < n; jc += NC) {
         int64_t nc = n - jc < NC ? n - jc : NC;
@@ -101,9 +114,9 @@ TJ_AVX512 static void FN(gemm_block)(int64_t m, int64_t n, int64_t k, T alpha, O
                 FN(pack_a)((OPERAND){a.p + ic * a.rs + pc * a.cs, a.rs, a.cs}, mc, kc, pack_a_buf);
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
-                        FN(micro_kernel)(kc, pack_a_buf + ir * kc, pack_b_buf + jr * kc, c + (ic + ir) * ldc + jc + jr,
-                                         ldc, mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha,
-                                         beta_here);
+                        FN(micro_kernel)(kc, pack_a_buf + ir * kc, pack_b_buf + jr * kc,
+                                         c + (ic + ir) * c_rs + (jc + jr) * c_cs, c_rs, c_cs,
+                                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, alpha, beta_here);
             }
         }
     }
@@ -118,16 +131,20 @@ static void FN(scale_c)(int64_t m, int64_t n, T beta, T *c, int64_t ldc)
 }
 
 /* The same without packing, for a thread that could not allocate its packing buffers: slow but right. */
-static void FN(plain_block)(int64_t m, int64_t n, int64_t k, T alpha, OPERAND a, OPERAND b, T beta, T *c, int64_t ldc)
+static void FN(plain_block)(int64_t m, int64_t n, int64_t k, T alpha, OPERAND a, OPERAND b, T beta, T *c,
+                            int64_t c_rs, int64_t c_cs)
 {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
-            T acc = 0;
+            T acc = 0, *out = c + i * c_rs + j * c_cs;
             for (int64_t p = 0; p < k; p++)
                 acc = FMA_SCALAR(a.p[i * a.rs + p * a.cs], b.p[p * b.rs + j * b.cs], acc);
-            c[i * ldc + j] = alpha * acc + (beta == 0 ? 0 : beta * c[i * ldc + j]);
+            *out = alpha * acc + (beta == 0 ? 0 : beta * *out);
         }
 }
+
+/* numpy's OpenBLAS gemm for products it runs on the calling thread (set_small_gemms), or NULL. */
+static FN(gemm_fn) FN(small_gemm);
 
 static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *pa,
                                int64_t lda, const T *pb, int64_t ldb, T beta, T *c, int64_t ldc)
@@ -138,8 +155,22 @@ static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, 
         FN(scale_c)(m, n, beta, c, ldc);
         return;
     }
+    if (FN(small_gemm) && (double)m * n * k <= SMALL_GEMM_MAX_MNK) {
+        FN(small_gemm)(ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, c, ldc);
+        return;
+    }
     OPERAND a = ta == TRANS ? (OPERAND){pa, 1, lda} : (OPERAND){pa, lda, 1};
     OPERAND b = tb == TRANS ? (OPERAND){pb, 1, ldb} : (OPERAND){pb, ldb, 1};
+    int64_t c_rs = ldc, c_cs = 1;
+    if (n < LANES && m > n) {
+        /* A narrow C (W4's 10 classes) would fill n of the micro-kernel's NR columns: compute
+         * C^T = B^T @ A^T instead, whose NR-wide side is m, and store the blocks transposed. */
+        OPERAND bt = {b.p, b.cs, b.rs};
+        b = (OPERAND){a.p, a.cs, a.rs};
+        a = bt;
+        int64_t rows = m;
+        m = n, n = rows, c_rs = 1, c_cs = ldc;
+    }
     int threads = 1;
 #ifdef _OPENMP
     if (!omp_in_parallel() && 2.0 * m * n * k >= PARALLEL_MIN_FLOPS)
@@ -154,12 +185,13 @@ static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, 
         int64_t i0, i1, j0, j1;
         thread_share(t, nt, m, n, MR, NR, &i0, &i1, &j0, &j1);
         OPERAND a_share = {a.p + i0 * a.rs, a.rs, a.cs}, b_share = {b.p + j0 * b.cs, b.rs, b.cs};
+        T *c_share = c + i0 * c_rs + j0 * c_cs;
         if (i0 < i1 && j0 < j1) {
             if (thread_buffers())
-                FN(gemm_block)(i1 - i0, j1 - j0, k, alpha, a_share, b_share, beta, c + i0 * ldc + j0, ldc,
+                FN(gemm_block)(i1 - i0, j1 - j0, k, alpha, a_share, b_share, beta, c_share, c_rs, c_cs,
                                (T *)buffers.a, (T *)buffers.b);
             else
-                FN(plain_block)(i1 - i0, j1 - j0, k, alpha, a_share, b_share, beta, c + i0 * ldc + j0, ldc);
+                FN(plain_block)(i1 - i0, j1 - j0, k, alpha, a_share, b_share, beta, c_share, c_rs, c_cs);
         }
     }
 }
@@ -179,4 +211,5 @@ static void FN(tj_gemm)(int order, int ta, int tb, int64_t m, int64_t n, int64_t
 #undef DECLARE
 #undef RANK1
 #undef STORE
+#undef SPILL
 #undef NR

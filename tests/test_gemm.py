@@ -18,6 +18,19 @@ from tracejit.runtime import blas
 ADDRESSES = blas._own_gemm_addresses()
 pytestmark = pytest.mark.skipif(ADDRESSES is None, reason="tracejit._gemm not built, or this CPU lacks AVX-512")
 
+
+@pytest.fixture(autouse=True)
+def own_kernels_only():
+    """Products small enough for numpy's OpenBLAS (set_small_gemms) go through tracejit's kernels
+    here too, so that the small edges are tested; restored after each test."""
+    from tracejit import _gemm
+
+    _gemm.set_small_gemms(0, 0)
+    yield
+    numpy_gemms = blas.numpy_blas64()
+    if numpy_gemms is not None:
+        _gemm.set_small_gemms(*numpy_gemms)
+
 ROW_MAJOR, COL_MAJOR, NO_TRANS, TRANS = 101, 102, 111, 112
 I64, PTR, INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
 
@@ -47,7 +60,7 @@ def tolerance(dtype, k):
 
 
 SIZES_M = (1, 7, 8, 9, 130)
-SIZES_N = (1, 15, 16, 17, 33, 2100)  # partial panels of both types, and more than one NC block
+SIZES_N = (1, 15, 16, 17, 33, 2100)  # narrow (C computed transposed), partial panels, more than one NC block
 SIZES_K = (1, 8, 257, 600)  # k past one packing slice (256), and past two
 
 

@@ -53,6 +53,9 @@ def _own_gemm_addresses() -> tuple[int, int] | None:
         from .. import _gemm
     except ImportError:  # built without a compiler or OpenMP
         return None
+    numpy_gemms = numpy_blas64()
+    if numpy_gemms is not None:  # small products go to numpy's OpenBLAS, on the calling thread
+        _gemm.set_small_gemms(*numpy_gemms)
     return _gemm.gemm_addresses()
 
 
