@@ -32,6 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Products whose m * n * k is outside [BLAS_BELOW, BLAS_FROM) go to numpy's OpenBLAS when
+ * set_blas_gemms gave it. Small ones: OpenBLAS runs them on the calling thread (its own threshold
+ * for threads is 65536 * 4), with kernels that skip the packing, which costs a 64 x 64 x 64
+ * product here ~2 us of its ~8. Large ones: its kernels are as fast as ours in float32 and 12% faster in float64
+ * (1024^3 and 2048^3, benchmarks/gemm.py), and a hand-over between thread pools is small next to
+ * a product of tens of milliseconds. */
+#define BLAS_BELOW 262145.0
+#define BLAS_FROM 536870912.0  /* 2^29, an 812^3 product */
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #ifdef _OPENMP
@@ -48,10 +57,6 @@ enum { ROW_MAJOR = 101, COL_MAJOR = 102, NO_TRANS = 111, TRANS = 112 };
 #define NC 2048      /* columns of B packed at a time: KC x NC elements (2-4 MiB) in L2 and L3 */
 #define NR_MAX 32    /* the widest NR, float32's */
 #define PARALLEL_MIN_FLOPS (1L << 20)  /* below this (~10 us on one core) a second thread costs more than it saves */
-/* Products up to this m * n * k go to numpy's OpenBLAS when set_small_gemms gave it: OpenBLAS runs
- * them on the calling thread (its own threshold for threads is 65536 * 4), with kernels that skip
- * the packing, which costs a 64 x 64 x 64 product here ~2 us of its ~8. */
-#define SMALL_GEMM_MAX_MNK 262144.0
 
 /* The cblas_?gemm signature with 64-bit sizes, ours and OpenBLAS's ILP64 one. */
 typedef void (*gemm_fn_f32)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
@@ -229,22 +234,22 @@ static PyObject *gemm_addresses(PyObject *module, PyObject *ignored)
     Py_RETURN_NONE;
 }
 
-static PyObject *set_small_gemms(PyObject *module, PyObject *args)
+static PyObject *set_blas_gemms(PyObject *module, PyObject *args)
 {
     unsigned long long sgemm, dgemm;
     if (!PyArg_ParseTuple(args, "KK", &sgemm, &dgemm))
         return NULL;
 #if defined(__x86_64__) && defined(__GNUC__)
-    small_gemm_f32 = (gemm_fn_f32)(uintptr_t)sgemm;
-    small_gemm_f64 = (gemm_fn_f64)(uintptr_t)dgemm;
+    blas_gemm_f32 = (gemm_fn_f32)(uintptr_t)sgemm;
+    blas_gemm_f64 = (gemm_fn_f64)(uintptr_t)dgemm;
 #endif
     Py_RETURN_NONE;
 }
 
 static PyMethodDef gemm_methods[] = {
-    {"set_small_gemms", set_small_gemms, METH_VARARGS,
-     "set_small_gemms(sgemm, dgemm): addresses of numpy's OpenBLAS ILP64 cblas_?gemm, for products small enough "
-     "that OpenBLAS runs them on the calling thread (0: none)."},
+    {"set_blas_gemms", set_blas_gemms, METH_VARARGS,
+     "set_blas_gemms(sgemm, dgemm): addresses of numpy's OpenBLAS ILP64 cblas_?gemm, for products small enough "
+     "that OpenBLAS runs them on the calling thread, or large enough that its kernels win (0: none)."},
     {"gemm_addresses", gemm_addresses, METH_NOARGS,
      "(sgemm, dgemm) addresses of tracejit's gemms (the ILP64 cblas_?gemm signature), or None where this CPU lacks "
      "AVX-512."},
@@ -259,5 +264,11 @@ static struct PyModuleDef gemm_module = {
 
 PyMODINIT_FUNC PyInit__gemm(void)
 {
-    return PyModule_Create(&gemm_module);
+    PyObject *module = PyModule_Create(&gemm_module);
+    if (module && (PyModule_AddObject(module, "BLAS_BELOW", PyFloat_FromDouble(BLAS_BELOW)) < 0
+                   || PyModule_AddObject(module, "BLAS_FROM", PyFloat_FromDouble(BLAS_FROM)) < 0)) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

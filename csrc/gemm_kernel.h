@@ -143,8 +143,8 @@ static void FN(plain_block)(int64_t m, int64_t n, int64_t k, T alpha, OPERAND a,
         }
 }
 
-/* numpy's OpenBLAS gemm for products it runs on the calling thread (set_small_gemms), or NULL. */
-static FN(gemm_fn) FN(small_gemm);
+/* numpy's OpenBLAS gemm for the smallest and the largest products (set_blas_gemms), or NULL. */
+static FN(gemm_fn) FN(blas_gemm);
 
 static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *pa,
                                int64_t lda, const T *pb, int64_t ldb, T beta, T *c, int64_t ldc)
@@ -155,8 +155,9 @@ static void FN(row_major_gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, 
         FN(scale_c)(m, n, beta, c, ldc);
         return;
     }
-    if (FN(small_gemm) && (double)m * n * k <= SMALL_GEMM_MAX_MNK) {
-        FN(small_gemm)(ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, c, ldc);
+    double mnk = (double)m * n * k;
+    if (FN(blas_gemm) && (mnk < BLAS_BELOW || mnk >= BLAS_FROM)) {
+        FN(blas_gemm)(ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, c, ldc);
         return;
     }
     OPERAND a = ta == TRANS ? (OPERAND){pa, 1, lda} : (OPERAND){pa, lda, 1};

@@ -21,15 +21,15 @@ pytestmark = pytest.mark.skipif(ADDRESSES is None, reason="tracejit._gemm not bu
 
 @pytest.fixture(autouse=True)
 def own_kernels_only():
-    """Products small enough for numpy's OpenBLAS (set_small_gemms) go through tracejit's kernels
-    here too, so that the small edges are tested; restored after each test."""
+    """The smallest and largest products, which go to numpy's OpenBLAS (set_blas_gemms), go through
+    tracejit's kernels here, so that the small edges are tested; restored after each test."""
     from tracejit import _gemm
 
-    _gemm.set_small_gemms(0, 0)
+    _gemm.set_blas_gemms(0, 0)
     yield
     numpy_gemms = blas.numpy_blas64()
     if numpy_gemms is not None:
-        _gemm.set_small_gemms(*numpy_gemms)
+        _gemm.set_blas_gemms(*numpy_gemms)
 
 ROW_MAJOR, COL_MAJOR, NO_TRANS, TRANS = 101, 102, 111, 112
 I64, PTR, INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int

@@ -35,10 +35,11 @@ PRELUDE = """\
 """
 
 BLAS_DECLS = """\
-/* BLAS. The runtime hands over numpy's own OpenBLAS (ILP64, `tj_use_blas64`) when it finds
- * it, so tracejit and numpy share one BLAS thread pool: two OpenBLAS pools spinning on the
- * same cores made every gemm ~40x slower right after a numpy matmul. Otherwise the
- * scipy-openblas32 wheel, linked directly (symbols carry a scipy_ prefix); built with
+/* BLAS. The runtime hands over two gemms with the ILP64 cblas signature (`tj_use_blas64`):
+ * tracejit's own (csrc/gemm.c, on this program's OpenMP threads) on AVX-512 CPUs, else numpy's
+ * own OpenBLAS, so tracejit and numpy share one BLAS thread pool: two OpenBLAS pools spinning
+ * on the same cores made every gemm ~40x slower right after a numpy matmul. Without either,
+ * the scipy-openblas32 wheel, linked directly (symbols carry a scipy_ prefix); built with
  * TJ_NUMPY_BLAS (numpy's is there), that fallback is left out and the wheel is not loaded. */
 enum { TJ_ROW_MAJOR = 101, TJ_NO_TRANS = 111, TJ_TRANS = 112 };
 void scipy_cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,

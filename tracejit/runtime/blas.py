@@ -1,5 +1,5 @@
-"""The gemms behind generated matmuls: tracejit's own float32 gemm, numpy's own OpenBLAS, and its
-thread count.
+"""The gemms behind generated matmuls: tracejit's own (csrc/gemm.c) or numpy's own OpenBLAS, and
+OpenBLAS's thread count.
 
 Sharing numpy's library means one BLAS thread pool in the process: with two, each pool's
 threads spin after a call and starve the other's (a 128x784x512 sgemm took 24 ms instead of
@@ -54,8 +54,8 @@ def _own_gemm_addresses() -> tuple[int, int] | None:
     except ImportError:  # built without a compiler or OpenMP
         return None
     numpy_gemms = numpy_blas64()
-    if numpy_gemms is not None:  # small products go to numpy's OpenBLAS, on the calling thread
-        _gemm.set_small_gemms(*numpy_gemms)
+    if numpy_gemms is not None:  # the smallest and largest products go to numpy's OpenBLAS (gemm.c)
+        _gemm.set_blas_gemms(*numpy_gemms)
     return _gemm.gemm_addresses()
 
 
