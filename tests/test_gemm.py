@@ -137,6 +137,7 @@ def test_nan_and_inf_propagate_as_in_a_plain_product(dtype):
 
 # ---- which gemm the generated code calls ----------------------------------------------------------
 def test_generated_matmuls_call_tracejits_gemms_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("TRACEJIT_GEMM", raising=False)
     assert blas.gemm_pointers() == ADDRESSES
     monkeypatch.setenv("TRACEJIT_GEMM", "blas")
     assert blas.gemm_pointers() == blas.numpy_blas64()
