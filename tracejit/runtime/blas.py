@@ -35,10 +35,14 @@ def own_gemms() -> tuple[int, int] | None:
 def own_gemms_expected() -> bool:
     """Whether own_gemms() will find tracejit's gemms, answered without loading the extension
     (and libgomp with it): for choosing the OpenMP waiting policy before libgomp reads it."""
-    if config.gemm() != "tracejit" or importlib.util.find_spec("tracejit._gemm") is None:
-        return False
+    return (config.gemm() == "tracejit" and importlib.util.find_spec("tracejit._gemm") is not None
+            and cpu_runs_own_gemms())
+
+
+def cpu_runs_own_gemms() -> bool:
+    """Whether this CPU has what csrc/gemm.c's kernels need (AVX-512F and FMA), as numpy detected it."""
     try:
-        from numpy._core._multiarray_umath import __cpu_features__ as cpu  # what numpy itself detected
+        from numpy._core._multiarray_umath import __cpu_features__ as cpu
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as cpu
     return bool(cpu.get("AVX512F")) and bool(cpu.get("FMA3"))
