@@ -3,17 +3,17 @@
     python benchmarks/gemm.py            # W4's eight products, then square ones, float32 and float64
 
 Both are called the same way, through the ILP64 cblas_?gemm address the generated code gets,
-on the same operands, one after the other with a pause between them so that neither's threads
-are still spinning when the other starts. Prints the median time of each and their ratio. The
+on the same operands, timed by the runner's own measure.py: interleaved rounds, with a pause
+before each turn so that neither's threads are still spinning when the other starts. Prints
+the median time of each and their ratio. The
 kernels are timed at every size; the last column says which the generated code calls (gemm.c
 hands the smallest and the largest products to OpenBLAS).
 """
 from __future__ import annotations
 
 import ctypes
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +24,11 @@ try:
     from tracejit import _gemm
 except ImportError:  # pragma: no cover
     _gemm = None
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import Contender, measure, summary  # noqa: E402  (the runner's interleaved timing)
+
+TARGET_S = 0.3  # timed seconds per contender and product
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 W4 = [  # (m, n, k, A transposed, B transposed): the products of W4's step, batch 128
@@ -47,21 +52,6 @@ def operands(m, n, k, ta, tb, dtype, rng):
     return a, b, np.empty((m, n), dtype)
 
 
-def time_one(fn, args, seconds=0.15) -> float:
-    fn(*args)
-    start, calls = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds / 3:
-        fn(*args)
-        calls += 1
-    samples = []
-    for _ in range(7):
-        t = time.perf_counter()
-        for _ in range(max(1, calls // 7)):
-            fn(*args)
-        samples.append((time.perf_counter() - t) / max(1, calls // 7))
-    return statistics.median(samples)
-
-
 def main() -> int:
     own, numpy_gemms = blas.own_gemms(), blas.numpy_blas64()
     if own is None or numpy_gemms is None:
@@ -75,10 +65,10 @@ def main() -> int:
             a, b, c = operands(m, n, k, ta, tb, dtype, rng)
             args = (ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0,
                     a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], 0.0, c.ctypes.data, n)
-            times = []
-            for address in (own[which], numpy_gemms[which]):
-                time.sleep(0.1)  # the other's workers go idle first
-                times.append(time_one(gemm_call(address, dtype), args))
+            contenders = [Contender(name, gemm_call(address, dtype), args)
+                          for name, address in (("tracejit", own[which]), ("OpenBLAS", numpy_gemms[which]))]
+            measure(contenders, TARGET_S, min_reps=10, reps=None)  # rounds alternate, pools settle between
+            times = [summary(c)["median_s"] for c in contenders]
             flags = ("T" if ta else "N") + ("T" if tb else "N")
             calls = "tracejit" if _gemm.BLAS_BELOW <= m * n * k < _gemm.BLAS_FROM else "OpenBLAS"
             print(f"{np.dtype(dtype).name:8} {f'{m} x {n} x {k}':>18} {flags:>6} {times[0] * 1e6:8.0f}us "

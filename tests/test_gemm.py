@@ -7,6 +7,9 @@ one thread and on the parallel path.
 """
 import ctypes
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -192,13 +195,10 @@ print(rss() - before)
 """
 
 
-@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
 def test_threads_that_end_give_their_packing_buffers_back():
     """Each thread's packing buffers (~5 MB) are freed when it ends: 100 short-lived threads that
     each run a product (touching ~0.6 MB of them) leave the resident size where it was."""
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-c", LEAK_CHILD], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     grown = int(proc.stdout.split()[-1])
